@@ -1,0 +1,142 @@
+//! The one entry point users call, and the backend trait behind it.
+
+use crate::error::{MinferenceError, Result};
+use crate::index::Geometry;
+use crate::pattern::LayerPatterns;
+use crate::reference;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// Options of [`sparse_attention`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AttentionOptions {
+    /// Absolute position of the first query; `None` puts the queries at the last positions
+    /// (`n_keys − n_queries`), as when pre-filling a chunk after a cache.
+    pub query_offset: Option<usize>,
+    /// Softmax scale; `None` means `1/√head_dim`.
+    pub scale: Option<f64>,
+}
+
+/// A backend that can run sparse attention.
+///
+/// The provided method is the exact reference (Burn tensor ops, any backend); backends with
+/// kernels override it. Inputs reach it already validated by [`sparse_attention`].
+pub trait SparseAttentionBackend: Backend {
+    /// Causal attention of `q` over `k`/`v` under each head's pattern.
+    fn sparse_attention_forward(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        Ok(reference::sparse_attention(
+            &q, &k, &v, patterns, &geometry, scale,
+        ))
+    }
+}
+
+/// Checks shapes and returns the call's geometry.
+///
+/// `q` is `[batch, heads, n_queries, head_dim]`; `k` and `v` are `[batch, kv_heads, n_keys,
+/// head_dim]` with `heads` a multiple of `kv_heads` (grouped-query attention: query head `h`
+/// reads KV head `h / (heads / kv_heads)`).
+pub fn check_inputs<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    patterns: &LayerPatterns,
+    options: &AttentionOptions,
+) -> Result<Geometry> {
+    let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
+    for (what, dims) in [("q", qd), ("k", kd), ("v", vd)] {
+        if dims.contains(&0) {
+            return Err(MinferenceError::Empty {
+                what,
+                shape: dims.to_vec(),
+            });
+        }
+    }
+    let [batch, heads, n_q, d] = qd;
+    let [kb, kv_heads, n_k, kdim] = kd;
+    if kb != batch || kdim != d {
+        return Err(MinferenceError::Shape {
+            what: "k",
+            got: kd.to_vec(),
+            expected: format!("[{batch}, kv_heads, n_keys, {d}] (batch and head_dim of q)"),
+        });
+    }
+    if vd != kd {
+        return Err(MinferenceError::Shape {
+            what: "v",
+            got: vd.to_vec(),
+            expected: format!("{kd:?} (the shape of k)"),
+        });
+    }
+    if heads % kv_heads != 0 {
+        return Err(MinferenceError::Grouping {
+            q_heads: heads,
+            kv_heads,
+        });
+    }
+    for (what, t) in [("k", k.dtype()), ("v", v.dtype())] {
+        if t != q.dtype() {
+            return Err(MinferenceError::Shape {
+                what,
+                got: vec![],
+                expected: format!("dtype {:?} like q, found {t:?}", q.dtype()),
+            });
+        }
+    }
+    if patterns.len() != heads {
+        return Err(MinferenceError::PatternCount {
+            patterns: patterns.len(),
+            heads,
+        });
+    }
+    if let Some(scale) = options.scale {
+        if !scale.is_finite() || scale <= 0.0 {
+            return Err(MinferenceError::InvalidPattern {
+                pattern: "attention",
+                reason: format!("softmax scale must be positive and finite, found {scale}"),
+            });
+        }
+    }
+    Geometry::new(n_q, n_k, options.query_offset)
+}
+
+/// Causal sparse attention of `q` over `k`/`v`, each query head under its pattern.
+///
+/// Shapes as in [`check_inputs`]; the result has the shape and dtype of `q`.
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::tensor::{Distribution, Tensor};
+/// use minference_burn::{sparse_attention, AttentionOptions, LayerPatterns, Pattern};
+///
+/// let device = Default::default();
+/// let q = Tensor::<NdArray, 4>::random([1, 4, 300, 32], Distribution::Normal(0.0, 1.0), &device);
+/// let k = Tensor::<NdArray, 4>::random([1, 2, 300, 32], Distribution::Normal(0.0, 1.0), &device);
+/// let v = k.clone();
+/// let patterns = LayerPatterns::new(vec![
+///     Pattern::Dense,
+///     Pattern::AShape { sink: 4, local: 64 },
+///     Pattern::VerticalSlash { vertical: 30, slash: 64 },
+///     Pattern::BlockSparse { top_k: 2 },
+/// ])?;
+/// let out = sparse_attention(q, k, v, &patterns, &AttentionOptions::default())?;
+/// assert_eq!(out.dims(), [1, 4, 300, 32]);
+/// # Ok::<(), minference_burn::MinferenceError>(())
+/// ```
+pub fn sparse_attention<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    patterns: &LayerPatterns,
+    options: &AttentionOptions,
+) -> Result<Tensor<B, 4>> {
+    let geometry = check_inputs(&q, &k, &v, patterns, options)?;
+    let scale = options.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
+    B::sparse_attention_forward(q, k, v, patterns, geometry, scale)
+}

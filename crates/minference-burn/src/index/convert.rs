@@ -1,0 +1,108 @@
+//! Conversion of each pattern's choices into [`BlockSelection`]s.
+
+use super::{BlockSelection, Geometry};
+use crate::pattern::BLOCK;
+
+/// Covers sorted `[start, end)` intervals with disjoint 64-wide tiles.
+///
+/// Each interval is tiled from its start; the last tile of an interval may run past its end
+/// (by at most 63 keys) and then counts towards the next interval, so tiles never overlap and
+/// no key is attended twice.
+pub fn cover(intervals: &[(usize, usize)]) -> Vec<u32> {
+    let mut tiles = Vec::new();
+    let mut cursor = 0usize;
+    for &(start, end) in intervals {
+        let mut at = start.max(cursor);
+        while at < end {
+            tiles.push(at as u32);
+            at += BLOCK;
+        }
+        cursor = cursor.max(at);
+    }
+    tiles
+}
+
+/// Sorts intervals by start (what [`cover`] expects).
+fn sorted(mut intervals: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    intervals.sort_unstable();
+    intervals
+}
+
+/// Single columns that a block needs besides its tiles: sorted, before the block's first query,
+/// outside every tile, deduplicated.
+fn leftover_columns(
+    columns: impl IntoIterator<Item = usize>,
+    tiles: &[u32],
+    first_position: usize,
+) -> Vec<u32> {
+    let mut out: Vec<u32> = columns
+        .into_iter()
+        .filter(|&c| c < first_position)
+        .filter(|&c| {
+            !tiles
+                .iter()
+                .any(|&t| (t as usize..t as usize + BLOCK).contains(&c))
+        })
+        .map(|c| c as u32)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Every causal key of block `m`.
+pub fn dense_block(geometry: &Geometry, m: usize) -> BlockSelection {
+    let positions = geometry.block_positions(m);
+    BlockSelection {
+        tiles: cover(&[(0, positions.end.min(geometry.n_keys))]),
+        columns: Vec::new(),
+    }
+}
+
+/// Vertical-Slash: the chosen key `columns` and diagonals (offsets `o = position − key`).
+///
+/// Each diagonal `o` becomes the 64-wide window of keys `[e − 64, e)` with `e = max(p_end − o, 64)`,
+/// `p_end` the block's end position: exactly the keys diagonal `o` crosses in a full block. The
+/// diagonal `o = 0` is always included, so every query sees itself and the columns at or after
+/// the block's first query are inside a tile. Windows merge into disjoint tiles ([`cover`]);
+/// columns not covered become single columns.
+pub fn vertical_slash_block(
+    geometry: &Geometry,
+    m: usize,
+    columns: &[u32],
+    diagonals: &[u32],
+) -> BlockSelection {
+    let positions = geometry.block_positions(m);
+    let windows = std::iter::once(0u32)
+        .chain(diagonals.iter().copied())
+        .filter(|&o| (o as usize) < positions.end)
+        .map(|o| {
+            let end = (positions.end - o as usize).max(BLOCK);
+            (end - BLOCK, end)
+        })
+        .collect();
+    let tiles = cover(&sorted(windows));
+    let columns = leftover_columns(columns.iter().map(|&c| c as usize), &tiles, positions.start);
+    BlockSelection { tiles, columns }
+}
+
+/// Block-Sparse: the chosen 64-aligned key blocks.
+pub fn block_sparse_block(key_blocks: &[u32]) -> BlockSelection {
+    let mut tiles: Vec<u32> = key_blocks.iter().map(|&b| b * BLOCK as u32).collect();
+    tiles.sort_unstable();
+    tiles.dedup();
+    BlockSelection {
+        tiles,
+        columns: Vec::new(),
+    }
+}
+
+/// A-shape: the first `sink` keys plus the keys `[p_start + 1 − local, p_end)` of the block,
+/// rounded out to whole tiles.
+pub fn a_shape_block(geometry: &Geometry, m: usize, sink: usize, local: usize) -> BlockSelection {
+    let positions = geometry.block_positions(m);
+    let band_start = (positions.start + 1).saturating_sub(local);
+    let tiles = cover(&[(band_start, positions.end)]);
+    let columns = leftover_columns(0..sink.min(geometry.n_keys), &tiles, positions.start);
+    BlockSelection { tiles, columns }
+}

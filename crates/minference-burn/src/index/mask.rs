@@ -1,0 +1,67 @@
+//! The dense mask an index implies: what the sparse kernel must compute, element by element.
+
+use super::SparseIndex;
+use crate::pattern::BLOCK;
+use std::ops::Range;
+
+impl SparseIndex {
+    /// Row-major `[rows.len(), n_keys]` mask of head `h` of batch element `b`: true where the
+    /// kernel attends. Tiles are clipped to the keys and to the causal limit; single columns
+    /// are taken as they are (conversion puts them before the block).
+    pub fn mask_rows(&self, b: usize, h: usize, rows: Range<usize>) -> Vec<bool> {
+        let n_keys = self.geometry.n_keys;
+        let mut mask = vec![false; rows.len() * n_keys];
+        for (i, r) in rows.enumerate() {
+            let m = r / BLOCK;
+            let position = self.geometry.query_offset + r;
+            let row = &mut mask[i * n_keys..][..n_keys];
+            for &t in self.tiles(b, h, m) {
+                let end = (t as usize + BLOCK).min(n_keys).min(position + 1);
+                for cell in row.iter_mut().take(end).skip(t as usize) {
+                    *cell = true;
+                }
+            }
+            for &c in self.columns(b, h, m) {
+                row[c as usize] = true;
+            }
+        }
+        mask
+    }
+
+    /// Checks the invariants the kernel relies on; returns a description of the first broken
+    /// one. Tiles sorted and disjoint, columns sorted, unique, before the block and outside every
+    /// tile, everything inside the keys.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let g = self.geometry;
+        for b in 0..self.batch {
+            for h in 0..self.heads {
+                for m in 0..g.query_blocks() {
+                    let first = g.block_positions(m).start;
+                    let tiles = self.tiles(b, h, m);
+                    let columns = self.columns(b, h, m);
+                    let at = format!("batch {b}, head {h}, block {m}");
+                    if tiles.windows(2).any(|w| w[1] < w[0] + BLOCK as u32) {
+                        return Err(format!("{at}: tiles overlap or are unsorted: {tiles:?}"));
+                    }
+                    if tiles.iter().any(|&t| t as usize >= g.n_keys) {
+                        return Err(format!("{at}: tile past the keys: {tiles:?}"));
+                    }
+                    if columns.windows(2).any(|w| w[1] <= w[0]) {
+                        return Err(format!("{at}: columns unsorted or repeated"));
+                    }
+                    for &c in columns {
+                        if c as usize >= first {
+                            return Err(format!(
+                                "{at}: column {c} is not before the block (first position {first})"
+                            ));
+                        }
+                        if tiles.iter().any(|&t| (t..t + BLOCK as u32).contains(&c)) {
+                            return Err(format!("{at}: column {c} is inside a tile"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! The unified sparse index every pattern converts to, and the conversions.
+//!
+//! Per (batch, query head, 64-row query block) an index holds
+//! - `tiles`: start columns of 64-wide key tiles (sorted, disjoint, not necessarily aligned),
+//!   attended with the causal mask inside the tile and clipped to the keys;
+//! - `columns`: single key positions (sorted), all before the block's first query, so they need
+//!   no causal mask, and none inside a tile (no key is counted twice).
+//!
+//! One sparse flash-attention kernel consumes this for every pattern.
+
+mod convert;
+mod geometry;
+mod mask;
+
+pub use convert::{a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block};
+pub use geometry::Geometry;
+
+use crate::pattern::BLOCK;
+
+/// What one query block attends to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockSelection {
+    /// Start columns of 64-wide key tiles.
+    pub tiles: Vec<u32>,
+    /// Single key columns before the block, outside every tile.
+    pub columns: Vec<u32>,
+}
+
+/// The index of one attention call: `[batch, heads, query_blocks]` selections, packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseIndex {
+    /// Lengths and offset of the call.
+    pub geometry: Geometry,
+    /// Batch size.
+    pub batch: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Width of `block_offset`'s last dimension.
+    pub max_blocks: usize,
+    /// Width of `column_index`'s last dimension.
+    pub max_columns: usize,
+    /// `[batch, heads, query_blocks]`: tiles used per query block.
+    pub block_count: Vec<u32>,
+    /// `[batch, heads, query_blocks, max_blocks]`: tile start columns.
+    pub block_offset: Vec<u32>,
+    /// `[batch, heads, query_blocks]`: single columns used per query block.
+    pub column_count: Vec<u32>,
+    /// `[batch, heads, query_blocks, max_columns]`: single column positions.
+    pub column_index: Vec<u32>,
+}
+
+impl SparseIndex {
+    /// Packs per-block selections, ordered batch-major then head then query block.
+    pub fn pack(
+        geometry: Geometry,
+        batch: usize,
+        heads: usize,
+        selections: &[BlockSelection],
+    ) -> Self {
+        let blocks = geometry.query_blocks();
+        assert_eq!(
+            selections.len(),
+            batch * heads * blocks,
+            "one selection per (batch, head, query block)"
+        );
+        let max_blocks = selections
+            .iter()
+            .map(|s| s.tiles.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let max_columns = selections
+            .iter()
+            .map(|s| s.columns.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut index = Self {
+            geometry,
+            batch,
+            heads,
+            max_blocks,
+            max_columns,
+            block_count: Vec::with_capacity(selections.len()),
+            block_offset: vec![0; selections.len() * max_blocks],
+            column_count: Vec::with_capacity(selections.len()),
+            column_index: vec![0; selections.len() * max_columns],
+        };
+        for (i, s) in selections.iter().enumerate() {
+            index.block_count.push(s.tiles.len() as u32);
+            index.column_count.push(s.columns.len() as u32);
+            index.block_offset[i * max_blocks..][..s.tiles.len()].copy_from_slice(&s.tiles);
+            index.column_index[i * max_columns..][..s.columns.len()].copy_from_slice(&s.columns);
+        }
+        index
+    }
+
+    fn slot(&self, b: usize, h: usize, m: usize) -> usize {
+        (b * self.heads + h) * self.geometry.query_blocks() + m
+    }
+
+    /// Tile starts of one query block.
+    pub fn tiles(&self, b: usize, h: usize, m: usize) -> &[u32] {
+        let i = self.slot(b, h, m);
+        &self.block_offset[i * self.max_blocks..][..self.block_count[i] as usize]
+    }
+
+    /// Single columns of one query block.
+    pub fn columns(&self, b: usize, h: usize, m: usize) -> &[u32] {
+        let i = self.slot(b, h, m);
+        &self.column_index[i * self.max_columns..][..self.column_count[i] as usize]
+    }
+
+    /// Fraction of the causal (query, key) pairs this index attends, over the whole call.
+    pub fn density(&self) -> f64 {
+        let mut kept = 0u64;
+        for b in 0..self.batch {
+            for h in 0..self.heads {
+                kept += self.kept_pairs(b, h);
+            }
+        }
+        kept as f64 / (self.geometry.causal_pairs() * (self.batch * self.heads) as u64) as f64
+    }
+
+    /// Density of one head (batch element `b`).
+    pub fn head_density(&self, b: usize, h: usize) -> f64 {
+        self.kept_pairs(b, h) as f64 / self.geometry.causal_pairs() as f64
+    }
+
+    /// (query, key) pairs attended by one head.
+    pub fn kept_pairs(&self, b: usize, h: usize) -> u64 {
+        let g = self.geometry;
+        let mut kept = 0u64;
+        for m in 0..g.query_blocks() {
+            for p in g.block_positions(m) {
+                for &t in self.tiles(b, h, m) {
+                    let end = (t as usize + BLOCK).min(g.n_keys).min(p + 1);
+                    kept += end.saturating_sub(t as usize) as u64;
+                }
+                kept += self.columns(b, h, m).len() as u64;
+            }
+        }
+        kept
+    }
+
+    /// 64×64 tile-equivalents the kernel computes (a chunk of 64 gathered columns counts as one).
+    pub fn computed_tiles(&self) -> u64 {
+        let blocks = self.block_count.iter().map(|&c| c as u64).sum::<u64>();
+        let chunks = self
+            .column_count
+            .iter()
+            .map(|&c| (c as u64).div_ceil(BLOCK as u64))
+            .sum::<u64>();
+        blocks + chunks
+    }
+}

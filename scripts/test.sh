@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, integration and doc tests on the NdArray (CPU) backend and on
+# Vulkan. Without a GPU, Vulkan is Mesa's software driver (lavapipe), installed here if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_vulkan_icd() {
+    ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1
+}
+
+if need_vulkan_icd || ! ldconfig -p | grep -q libvulkan.so.1; then
+    echo "test.sh: installing Vulkan loader and Mesa's software driver (lavapipe)" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    else
+        sudo apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    fi
+fi
+
+# wgpu warns without it; any writable folder will do.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
+cargo test --workspace --locked "$@"
