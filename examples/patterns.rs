@@ -5,7 +5,6 @@
 //! cargo run --release --example patterns -- vulkan  # Vulkan (lavapipe without a GPU)
 //! ```
 
-use burn::tensor::backend::Backend;
 use minference::reference::{build_index, dense_attention};
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{sparse_attention, AttentionOptions, Geometry, LayerPatterns, Pattern};

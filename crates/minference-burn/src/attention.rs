@@ -1,7 +1,7 @@
 //! The one entry point users call, and the backend trait behind it.
 
 use crate::error::{MinferenceError, Result};
-use crate::index::Geometry;
+use crate::index::{Geometry, SparseIndex};
 use crate::pattern::LayerPatterns;
 use crate::reference;
 use burn::tensor::backend::Backend;
@@ -19,9 +19,39 @@ pub struct AttentionOptions {
 
 /// A backend that can run sparse attention.
 ///
-/// The provided method is the exact reference (Burn tensor ops, any backend); backends with
-/// kernels override it. Inputs reach it already validated by [`sparse_attention`].
+/// The provided methods are the exact reference (Burn tensor ops, any backend); backends with
+/// kernels override them. Inputs reach them already validated by [`sparse_attention`].
 pub trait SparseAttentionBackend: Backend {
+    /// What computes the attention on this backend, for reports (`"reference"` or a kernel).
+    fn engine(_device: &Self::Device) -> &'static str {
+        "reference"
+    }
+
+    /// Estimates and converts every head's index.
+    fn build_index(
+        q: &Tensor<Self, 4>,
+        k: &Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<SparseIndex> {
+        Ok(reference::build_index(q, k, patterns, &geometry, scale))
+    }
+
+    /// Attention restricted to `index`. `poison` asks kernels to fill the output with NaN
+    /// before launching, so that a row they fail to write shows up in tests.
+    fn attention_with_index(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        index: &SparseIndex,
+        scale: f64,
+        poison: bool,
+    ) -> Result<Tensor<Self, 4>> {
+        let _ = poison;
+        Ok(reference::attention_with_index(&q, &k, &v, index, scale))
+    }
+
     /// Causal attention of `q` over `k`/`v` under each head's pattern.
     fn sparse_attention_forward(
         q: Tensor<Self, 4>,
@@ -31,9 +61,8 @@ pub trait SparseAttentionBackend: Backend {
         geometry: Geometry,
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
-        Ok(reference::sparse_attention(
-            &q, &k, &v, patterns, &geometry, scale,
-        ))
+        let index = Self::build_index(&q, &k, patterns, geometry, scale)?;
+        Self::attention_with_index(q, k, v, &index, scale, false)
     }
 }
 

@@ -1,13 +1,7 @@
 //! Which Burn backends implement [`SparseAttentionBackend`].
 
 use crate::attention::SparseAttentionBackend;
-use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
-
-impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAttentionBackend
-    for CubeBackend<R, F, I, BT>
-{
-}
 
 impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusion<B> {}
 

@@ -15,6 +15,7 @@
 mod attention;
 mod backends;
 pub mod config;
+pub mod cube;
 mod error;
 pub mod estimate;
 pub mod index;

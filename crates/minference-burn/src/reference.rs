@@ -32,39 +32,56 @@ pub fn build_index<B: Backend>(
     let bs = needs(|p| matches!(p, Pattern::BlockSparse { .. }))
         .then(|| block_sparse::scores(q, k, geometry, scale));
     let blocks = geometry.query_blocks();
-    let mut selections: Vec<BlockSelection> = Vec::with_capacity(batch * heads * blocks);
-    for b in 0..batch {
-        for (h, pattern) in patterns.heads().iter().enumerate() {
-            let bh = b * heads + h;
-            match *pattern {
-                Pattern::Dense => selections.extend((0..blocks).map(|m| dense_block(geometry, m))),
-                Pattern::AShape { sink, local } => {
-                    selections.extend((0..blocks).map(|m| a_shape_block(geometry, m, sink, local)))
-                }
-                Pattern::VerticalSlash { vertical, slash } => {
-                    let scores = vs.as_ref().expect("computed when a head needs it");
-                    let (v, s) = vertical_slash::clamp_budgets(vertical, slash, geometry);
-                    let (columns, diagonals) =
-                        vertical_slash::select(scores.vertical_of(bh), scores.slash_of(bh), v, s);
-                    selections.extend(
-                        (0..blocks)
-                            .map(|m| vertical_slash_block(geometry, m, &columns, &diagonals)),
-                    );
-                }
-                Pattern::BlockSparse { top_k } => {
-                    let scores = bs.as_ref().expect("computed when a head needs it");
-                    selections.extend((0..blocks).map(|m| {
+    // One head's selections; heads are independent, so they are spread over the host's cores.
+    let head = |bh: usize| -> Vec<BlockSelection> {
+        match patterns.heads()[bh % heads] {
+            Pattern::Dense => (0..blocks).map(|m| dense_block(geometry, m)).collect(),
+            Pattern::AShape { sink, local } => (0..blocks)
+                .map(|m| a_shape_block(geometry, m, sink, local))
+                .collect(),
+            Pattern::VerticalSlash { vertical, slash } => {
+                let scores = vs.as_ref().expect("computed when a head needs it");
+                let (v, s) = vertical_slash::clamp_budgets(vertical, slash, geometry);
+                let (columns, diagonals) =
+                    vertical_slash::select(scores.vertical_of(bh), scores.slash_of(bh), v, s);
+                (0..blocks)
+                    .map(|m| vertical_slash_block(geometry, m, &columns, &diagonals))
+                    .collect()
+            }
+            Pattern::BlockSparse { top_k } => {
+                let scores = bs.as_ref().expect("computed when a head needs it");
+                (0..blocks)
+                    .map(|m| {
                         block_sparse_block(&block_sparse::select(
                             scores.row(bh, m),
                             geometry,
                             m,
                             top_k,
                         ))
-                    }));
-                }
+                    })
+                    .collect()
             }
         }
-    }
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch * heads);
+    let mut per_head: Vec<Vec<BlockSelection>> = vec![Vec::new(); batch * heads];
+    std::thread::scope(|scope| {
+        for (w, chunk) in per_head
+            .chunks_mut((batch * heads).div_ceil(workers))
+            .enumerate()
+        {
+            let head = &head;
+            let first = w * (batch * heads).div_ceil(workers);
+            scope.spawn(move || {
+                for (i, slot) in chunk.iter_mut().enumerate() {
+                    *slot = head(first + i);
+                }
+            });
+        }
+    });
+    let selections: Vec<BlockSelection> = per_head.into_iter().flatten().collect();
     SparseIndex::pack(*geometry, batch, heads, &selections)
 }
 

@@ -1,1 +1,31 @@
-//! placeholder
+//! # minference-kernels
+//!
+//! The GPU kernels of minference-rs, written once in CubeCL and generic over
+//! [`cubecl::Runtime`] (CUDA, wgpu/Vulkan). No Burn types here: the Burn extension lives in
+//! `minference-burn`, which hands these launchers its tensors' buffers.
+//!
+//! - [`sparse_flash`]: one flash-attention forward kernel over the unified sparse index
+//!   (64-wide key tiles with a causal mask inside + gathered single columns), online softmax
+//!   with fp32 statistics and accumulators, grouped-query heads read in place. Two paths: a
+//!   portable one (any device, any float) and a tensor-core one (`cmma`, f16/bf16).
+
+pub mod sparse_flash;
+
+/// Rows of a query block and keys of a tile.
+pub const BLOCK: usize = 64;
+
+/// Errors the launchers report instead of faulting the device.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    /// The head dimension is outside what the kernel is built for.
+    #[error(
+        "head dimension {0} is not supported (1..=256; multiples of 16 for the tensor-core path)"
+    )]
+    HeadDim(usize),
+    /// The tensor-core path was requested where the device or dtype cannot run it.
+    #[error("the tensor-core path needs f16/bf16 inputs on a device with 16x16x16 cmma support")]
+    NoTensorCores,
+    /// Index arrays and problem disagree.
+    #[error("index does not match the problem: {0}")]
+    Index(String),
+}

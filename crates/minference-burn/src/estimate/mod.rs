@@ -7,23 +7,23 @@
 pub mod block_sparse;
 pub mod vertical_slash;
 
-/// Indices `0..scores.len()` ordered best first: higher score, then lower index; NaN last.
-pub(crate) fn ranked(scores: &[f32]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
-    let key = |i: u32| {
-        let s = scores[i as usize];
-        if s.is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            s
-        }
-    };
-    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
-    order
+/// Score of index `i` for ranking: NaN ranks last.
+fn key(scores: &[f32], i: u32) -> f32 {
+    let s = scores[i as usize];
+    if s.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        s
+    }
+}
+
+/// Best first: higher score, then lower index (a total order, so every backend agrees).
+fn better(scores: &[f32], a: u32, b: u32) -> std::cmp::Ordering {
+    key(scores, b).total_cmp(&key(scores, a)).then(a.cmp(&b))
 }
 
 /// `forced` (in order, deduplicated) then the best of the rest by `scores`, `budget` in all;
-/// only indices for which `eligible` holds are taken.
+/// only indices for which `eligible` holds are taken. Linear time plus `O(budget log budget)`.
 pub(crate) fn pick(
     scores: &[f32],
     forced: impl IntoIterator<Item = u32>,
@@ -32,14 +32,27 @@ pub(crate) fn pick(
 ) -> Vec<u32> {
     let mut taken = vec![false; scores.len()];
     let mut out = Vec::with_capacity(budget);
-    for i in forced.into_iter().chain(ranked(scores)) {
+    for i in forced {
         if out.len() == budget {
-            break;
+            return out;
         }
         if (i as usize) < scores.len() && !taken[i as usize] && eligible(i) {
             taken[i as usize] = true;
             out.push(i);
         }
     }
+    let mut rest: Vec<u32> = (0..scores.len() as u32)
+        .filter(|&i| !taken[i as usize] && eligible(i))
+        .collect();
+    let need = (budget - out.len()).min(rest.len());
+    if need == 0 {
+        return out;
+    }
+    if need < rest.len() {
+        rest.select_nth_unstable_by(need - 1, |&a, &b| better(scores, a, b));
+        rest.truncate(need);
+    }
+    rest.sort_unstable_by(|&a, &b| better(scores, a, b));
+    out.extend(rest);
     out
 }

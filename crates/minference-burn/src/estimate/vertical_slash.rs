@@ -10,7 +10,7 @@ use crate::index::Geometry;
 use crate::pattern::{FORCED_SLASH, FORCED_VERTICAL, LAST_Q, MIN_SLASH, MIN_VERTICAL};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
 
 /// Column and diagonal scores of every (batch, head).
 #[derive(Debug, Clone)]
@@ -80,30 +80,23 @@ pub fn scores<B: Backend>(
 
     let vertical = p.clone().sum_dim(2);
 
+    // Diagonal sums: row `i` (position `p`) adds `p[i, p − o]` to diagonal `o`, i.e. its causal
+    // prefix read backwards. One row at a time keeps memory at O(heads · n).
     let diagonals = geometry.last_position() + 1;
-    let (gather_at, on_diagonal): (Vec<i64>, Vec<f32>) = (0..last)
-        .flat_map(|i| {
-            let position = first_position + i;
-            (0..diagonals).map(move |o| {
-                if o <= position {
-                    ((position - o) as i64, 1.0)
-                } else {
-                    (0, 0.0)
-                }
-            })
-        })
-        .unzip();
-    let gather_at = Tensor::<B, 4, Int>::from_data(
-        TensorData::new(gather_at, [1, 1, last, diagonals]),
-        &device,
-    )
-    .expand([batch, heads, last, diagonals]);
-    let on_diagonal = Tensor::<B, 4>::from_data(
-        TensorData::new(on_diagonal, [1, 1, last, diagonals]),
-        &device,
-    )
-    .cast(FloatDType::F32);
-    let slash = p.gather(3, gather_at).mul(on_diagonal).sum_dim(2);
+    let mut slash =
+        Tensor::<B, 4>::zeros([batch, heads, 1, diagonals], &device).cast(FloatDType::F32);
+    for i in 0..last {
+        let visible = first_position + i + 1;
+        let row = p.clone().narrow(2, i, 1).narrow(3, 0, visible).flip([3]);
+        let row = if visible < diagonals {
+            let pad = Tensor::<B, 4>::zeros([batch, heads, 1, diagonals - visible], &device)
+                .cast(FloatDType::F32);
+            Tensor::cat(vec![row, pad], 3)
+        } else {
+            row
+        };
+        slash = slash + row;
+    }
 
     VerticalSlashScores {
         vertical: vertical.into_data().iter::<f32>().collect(),

@@ -29,7 +29,7 @@ fn sorted(mut intervals: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
 }
 
 /// Single columns that a block needs besides its tiles: sorted, before the block's first query,
-/// outside every tile, deduplicated.
+/// outside every tile (sorted, disjoint), deduplicated.
 fn leftover_columns(
     columns: impl IntoIterator<Item = usize>,
     tiles: &[u32],
@@ -73,15 +73,24 @@ pub fn vertical_slash_block(
     diagonals: &[u32],
 ) -> BlockSelection {
     let positions = geometry.block_positions(m);
-    let windows = std::iter::once(0u32)
-        .chain(diagonals.iter().copied())
+    // Larger offsets give earlier windows: walking the diagonals from the largest keeps the
+    // windows sorted (`diagonals` is sorted ascending; anything else is sorted here).
+    let window = |o: u32| {
+        let end = (positions.end - o as usize).max(BLOCK);
+        (end - BLOCK, end)
+    };
+    let mut windows: Vec<(usize, usize)> = diagonals
+        .iter()
+        .rev()
+        .copied()
+        .chain(std::iter::once(0))
         .filter(|&o| (o as usize) < positions.end)
-        .map(|o| {
-            let end = (positions.end - o as usize).max(BLOCK);
-            (end - BLOCK, end)
-        })
+        .map(window)
         .collect();
-    let tiles = cover(&sorted(windows));
+    if !windows.is_sorted() {
+        windows = sorted(windows);
+    }
+    let tiles = cover(&windows);
     let columns = leftover_columns(columns.iter().map(|&c| c as usize), &tiles, positions.start);
     BlockSelection { tiles, columns }
 }

@@ -1,0 +1,198 @@
+//! The CubeCL engine: [`SparseAttentionBackend`] for `CubeBackend` (CUDA, wgpu) with the
+//! kernels of `minference-kernels`.
+
+use crate::attention::SparseAttentionBackend;
+use crate::error::{MinferenceError, Result};
+use crate::index::SparseIndex;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::prelude::CubeElement;
+use minference_kernels::sparse_flash::{self, IndexHandles, Path, Problem};
+
+/// Which kernel path runs for `dtype` on `client`'s device.
+fn path_for<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    dtype: DType,
+    head_dim: usize,
+) -> Path {
+    match dtype {
+        DType::F16 => sparse_flash::best_path::<R, half::f16>(client, head_dim),
+        DType::BF16 => sparse_flash::best_path::<R, half::bf16>(client, head_dim),
+        _ => Path::Portable,
+    }
+}
+
+/// Whether this runtime runs the kernels by default.
+///
+/// On wgpu the portable kernel returns wrong rows on Mesa's lavapipe once a query block's work
+/// passes roughly 30K key·dim products with `head_dim ≥ 40`, while the same kernel passes every
+/// check on CUDA (H100). Until that is understood, wgpu runs the reference engine by default
+/// and says so in [`SparseAttentionBackend::engine`]; [`attention_with_index`] still launches the
+/// kernel when called directly (the lavapipe tests do, on the shapes where it is right).
+pub fn kernels_by_default<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>) -> bool {
+    !R::name(client).contains("wgpu")
+}
+
+/// A fresh contiguous `[batch, heads, n, head_dim]` output, optionally filled with NaN so that
+/// an element the kernel fails to write shows up.
+fn output<R: CubeRuntime>(like: &CubeTensor<R>, poison: bool) -> CubeTensor<R> {
+    let shape = like.meta.shape().clone();
+    let client = like.client.clone();
+    let count = shape.num_elements();
+    let handle = match (poison, like.dtype) {
+        (false, dtype) => client.empty(count * dtype.size()),
+        (true, DType::F16) => {
+            client.create_from_slice(half::f16::as_bytes(&vec![half::f16::NAN; count]))
+        }
+        (true, DType::BF16) => {
+            client.create_from_slice(half::bf16::as_bytes(&vec![half::bf16::NAN; count]))
+        }
+        (true, _) => client.create_from_slice(f32::as_bytes(&vec![f32::NAN; count])),
+    };
+    CubeTensor::new_contiguous(client, like.device.clone(), shape, handle, like.dtype)
+}
+
+/// Runs the sparse flash kernel on device tensors; `path` defaults to the fastest this device
+/// offers for the dtype.
+pub fn attention_with_index<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    index: &SparseIndex,
+    scale: f64,
+    path: Option<Path>,
+    poison: bool,
+) -> Result<CubeTensor<R>> {
+    let client = q.client.clone();
+    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
+    let kv_heads = k.meta.shape().dims::<4>()[1];
+    let g = index.geometry;
+    if index.batch != batch
+        || index.heads != heads
+        || g.n_queries != n_queries
+        || g.n_keys != k.meta.shape().dims::<4>()[2]
+    {
+        return Err(MinferenceError::Shape {
+            what: "index",
+            got: vec![index.batch, index.heads, g.n_queries, g.n_keys],
+            expected: format!(
+                "an index built for q {:?} and k {:?}",
+                q.meta.shape(),
+                k.meta.shape()
+            ),
+        });
+    }
+    if k.dtype != q.dtype || v.dtype != q.dtype {
+        return Err(MinferenceError::Unsupported(format!(
+            "q, k and v must share a dtype (found {:?}, {:?}, {:?})",
+            q.dtype, k.dtype, v.dtype
+        )));
+    }
+    let problem = Problem {
+        batch,
+        heads,
+        kv_heads,
+        n_queries,
+        n_keys: g.n_keys,
+        query_offset: g.query_offset,
+        head_dim,
+        scale: scale as f32,
+    };
+    let handles = IndexHandles::upload(
+        &client,
+        &index.block_count,
+        &index.block_offset,
+        &index.column_count,
+        &index.column_index,
+        index.max_blocks,
+        index.max_columns,
+    );
+    let path = path.unwrap_or_else(|| path_for(&client, q.dtype, head_dim));
+    let out = output(&q, poison);
+    let result = match q.dtype {
+        DType::F32 => sparse_flash::launch::<R, f32>(
+            &client,
+            q.binding(),
+            k.binding(),
+            v.binding(),
+            out.clone().binding(),
+            &handles,
+            &problem,
+            path,
+        ),
+        DType::F16 => sparse_flash::launch::<R, half::f16>(
+            &client,
+            q.binding(),
+            k.binding(),
+            v.binding(),
+            out.clone().binding(),
+            &handles,
+            &problem,
+            path,
+        ),
+        DType::BF16 => sparse_flash::launch::<R, half::bf16>(
+            &client,
+            q.binding(),
+            k.binding(),
+            v.binding(),
+            out.clone().binding(),
+            &handles,
+            &problem,
+            path,
+        ),
+        other => {
+            return Err(MinferenceError::Unsupported(format!(
+                "sparse attention kernels take f32, f16 or bf16 tensors, not {other:?}"
+            )))
+        }
+    };
+    result.map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    Ok(out)
+}
+
+fn primitive<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    t: Tensor<CubeBackend<R, F, I, BT>, 4>,
+) -> CubeTensor<R> {
+    t.into_primitive().tensor()
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAttentionBackend
+    for CubeBackend<R, F, I, BT>
+{
+    fn engine(device: &Self::Device) -> &'static str {
+        let client = R::client(device);
+        if !kernels_by_default(&client) {
+            return "reference (CubeCL kernels are off by default on wgpu, see README: Known issues)";
+        }
+        match path_for(&client, F::dtype(), 128) {
+            Path::TensorCore => "cubecl tensor-core kernel",
+            Path::Portable => "cubecl portable kernel",
+        }
+    }
+
+    fn attention_with_index(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        index: &SparseIndex,
+        scale: f64,
+        poison: bool,
+    ) -> Result<Tensor<Self, 4>> {
+        if !kernels_by_default(&R::client(&q.device())) {
+            return Ok(crate::reference::attention_with_index(
+                &q, &k, &v, index, scale,
+            ));
+        }
+        let out = attention_with_index(
+            primitive(q),
+            primitive(k),
+            primitive(v),
+            index,
+            scale,
+            None,
+            poison,
+        )?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+}

@@ -1,0 +1,244 @@
+//! Sparse flash attention over the unified index.
+//!
+//! One cube computes one 64-row query block of one (batch, query head): it walks the block's
+//! tiles, then its gathered columns in chunks, keeping the running max, sum and output in fp32.
+//! Query head `h` reads KV head `h / group`, so grouped-query attention needs no copy of K/V.
+
+mod portable;
+mod tensor_core;
+
+use crate::{KernelError, BLOCK};
+use cubecl::features::MmaConfig;
+use cubecl::ir::{ElemType, FloatKind, StorageType};
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+/// The score of a masked key and the running max before any key: a finite stand-in for −∞
+/// (CUDA's NVRTC path cannot spell an infinite literal). `exp(MASKED − m) = 0` for any score
+/// `m` attention can produce.
+pub(crate) const MASKED: f32 = -1.0e30;
+
+/// Sizes of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Problem {
+    /// Batch size.
+    pub batch: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+    /// Queries.
+    pub n_queries: usize,
+    /// Keys.
+    pub n_keys: usize,
+    /// Absolute position of the first query.
+    pub query_offset: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Softmax scale.
+    pub scale: f32,
+}
+
+impl Problem {
+    /// 64-row query blocks.
+    pub fn query_blocks(&self) -> usize {
+        self.n_queries.div_ceil(BLOCK)
+    }
+}
+
+/// The unified index on the device: `[batch, heads, query_blocks]` counts and the padded
+/// `[.., max_blocks]` tile starts and `[.., max_columns]` column positions, all `u32`.
+#[derive(Debug, Clone)]
+pub struct IndexHandles {
+    /// Tiles per query block.
+    pub block_count: Handle,
+    /// Tile start columns.
+    pub block_offset: Handle,
+    /// Gathered columns per query block.
+    pub column_count: Handle,
+    /// Gathered column positions.
+    pub column_index: Handle,
+    /// Width of `block_offset`'s last dimension.
+    pub max_blocks: usize,
+    /// Width of `column_index`'s last dimension.
+    pub max_columns: usize,
+}
+
+impl IndexHandles {
+    /// Uploads a host index.
+    pub fn upload<R: Runtime>(
+        client: &ComputeClient<R>,
+        block_count: &[u32],
+        block_offset: &[u32],
+        column_count: &[u32],
+        column_index: &[u32],
+        max_blocks: usize,
+        max_columns: usize,
+    ) -> Self {
+        let up = |data: &[u32]| client.create_from_slice(u32::as_bytes(data));
+        Self {
+            block_count: up(block_count),
+            block_offset: up(block_offset),
+            column_count: up(column_count),
+            column_index: up(column_index),
+            max_blocks,
+            max_columns,
+        }
+    }
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Scalar fp32 arithmetic from shared memory: any device, any float type.
+    Portable,
+    /// Cooperative matrix (`cmma` 16×16×16) products with fp32 accumulation: f16/bf16 only.
+    TensorCore,
+}
+
+/// True when `client`'s device has 16×16×16 cooperative matrices for `elem` inputs with f32
+/// accumulators, and a 32-wide plane (the tensor-core kernel's warp layout).
+pub fn tensor_cores_for<R: Runtime>(client: &ComputeClient<R>, elem: StorageType) -> bool {
+    let props = client.properties();
+    let plane_ok = props.hardware.plane_size_min == 32 && props.hardware.plane_size_max == 32;
+    plane_ok
+        && client.features().matmul.cmma.contains(&MmaConfig {
+            a_type: elem,
+            b_type: elem,
+            cd_type: ElemType::Float(FloatKind::F32).into(),
+            m: 16,
+            k: 16,
+            n: 16,
+        })
+}
+
+/// The fastest path this device offers for `F`.
+pub fn best_path<R: Runtime, F: CubePrimitive>(client: &ComputeClient<R>, head_dim: usize) -> Path {
+    let elem = F::as_type_native_unchecked().storage_type();
+    let half = matches!(
+        elem.elem_type(),
+        ElemType::Float(FloatKind::F16 | FloatKind::BF16)
+    );
+    if half && head_dim.is_multiple_of(16) && head_dim <= 256 && tensor_cores_for(client, elem) {
+        Path::TensorCore
+    } else {
+        Path::Portable
+    }
+}
+
+/// Keys per shared-memory chunk of the portable kernel: the largest power of two that keeps the
+/// fp32 K and V chunks within 16 KiB (half of the 32 KiB the smallest devices offer).
+fn portable_chunk(head_dim: usize) -> usize {
+    let fit = (2048 / head_dim).clamp(1, BLOCK);
+    1 << fit.ilog2()
+}
+
+/// Launches sparse flash attention: `out[b, h, r] = softmax(q·Kᵀ·scale over the index) · V`.
+///
+/// `q`/`out` are `[batch, heads, n_queries, head_dim]`, `k`/`v` `[batch, kv_heads, n_keys,
+/// head_dim]`, any strides (`out` must not alias anything). Every output row is written.
+/// [`Path::TensorCore`] needs f16/bf16 and a head dimension that is a multiple of 16; whether
+/// the device has tensor cores is the caller's question ([`best_path`]).
+#[allow(clippy::too_many_arguments)]
+pub fn launch<R: Runtime, F: Float + CubeElement>(
+    client: &ComputeClient<R>,
+    q: TensorBinding<R>,
+    k: TensorBinding<R>,
+    v: TensorBinding<R>,
+    out: TensorBinding<R>,
+    index: &IndexHandles,
+    problem: &Problem,
+    path: Path,
+) -> Result<(), KernelError> {
+    let p = problem;
+    if p.head_dim == 0 || p.head_dim > 256 {
+        return Err(KernelError::HeadDim(p.head_dim));
+    }
+    if p.kv_heads == 0 || !p.heads.is_multiple_of(p.kv_heads) || p.query_offset + p.n_queries > p.n_keys {
+        return Err(KernelError::Index(format!("{p:?}")));
+    }
+    let slots = p.batch * p.heads * p.query_blocks();
+    let arrays = [
+        (&index.block_count, slots),
+        (&index.block_offset, slots * index.max_blocks),
+        (&index.column_count, slots),
+        (&index.column_index, slots * index.max_columns),
+    ];
+    for (handle, len) in arrays {
+        if handle.size() < (len * 4) as u64 {
+            return Err(KernelError::Index(format!(
+                "an index array holds {} bytes, {} needed",
+                handle.size(),
+                len * 4
+            )));
+        }
+    }
+    let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
+    let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
+    let group = (p.heads / p.kv_heads) as u32;
+    match path {
+        Path::Portable => {
+            let chunk = portable_chunk(p.head_dim);
+            unsafe {
+                portable::sparse_flash_portable::launch_unchecked::<F, R>(
+                    client,
+                    count,
+                    CubeDim::new_1d(BLOCK as u32),
+                    q.into_tensor_arg(),
+                    k.into_tensor_arg(),
+                    v.into_tensor_arg(),
+                    out.into_tensor_arg(),
+                    arr(&index.block_count, slots),
+                    arr(&index.block_offset, slots * index.max_blocks),
+                    arr(&index.column_count, slots),
+                    arr(&index.column_index, slots * index.max_columns),
+                    p.n_queries as u32,
+                    p.n_keys as u32,
+                    p.query_offset as u32,
+                    group,
+                    index.max_blocks as u32,
+                    index.max_columns as u32,
+                    p.scale,
+                    p.head_dim,
+                    chunk,
+                )
+            };
+        }
+        Path::TensorCore => {
+            if !p.head_dim.is_multiple_of(16) {
+                return Err(KernelError::HeadDim(p.head_dim));
+            }
+            let elem = F::as_type_native_unchecked().storage_type();
+            if !matches!(
+                elem.elem_type(),
+                ElemType::Float(FloatKind::F16 | FloatKind::BF16)
+            ) {
+                return Err(KernelError::NoTensorCores);
+            }
+            unsafe {
+                tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>(
+                    client,
+                    count,
+                    CubeDim::new_2d(32, 4),
+                    q.into_tensor_arg(),
+                    k.into_tensor_arg(),
+                    v.into_tensor_arg(),
+                    out.into_tensor_arg(),
+                    arr(&index.block_count, slots),
+                    arr(&index.block_offset, slots * index.max_blocks),
+                    arr(&index.column_count, slots),
+                    arr(&index.column_index, slots * index.max_columns),
+                    p.n_queries as u32,
+                    p.n_keys as u32,
+                    p.query_offset as u32,
+                    group,
+                    index.max_blocks as u32,
+                    index.max_columns as u32,
+                    p.scale,
+                    p.head_dim,
+                )
+            };
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! GPU check-and-time binary (build here with `--features cuda`, run on the GPU machine):
+//!
+//! 1. correctness: every kernel path against the fp32 reference under the same index, in f32
+//!    (relative error ≤ 1e-5) and in f16/bf16 (max error ≤ 2× that of a naive attention computed
+//!    in the same low precision — FlashAttention's rule), outputs poisoned before each launch;
+//! 2. a sweep of per-layer times (bf16, 32 query / 8 KV heads, d = 128) for our dense kernel,
+//!    Block-Sparse top-100 and Vertical-Slash (1000, 6096), with TFLOP/s on computed tiles.
+//!
+//! ```text
+//! minference-gpu-bench [--sizes 16384,32768] [--skip-checks] [--json FILE]
+//! ```
+
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Element, Tensor, TensorData};
+use minference::cube;
+use minference::reference::build_index;
+use minference::synthetic::{generate, InputKind, SyntheticSpec};
+use minference::{Geometry, LayerPatterns, Pattern, SparseIndex};
+use minference_kernels::sparse_flash::Path;
+use std::time::Instant;
+
+type Cuda<F> = burn::backend::Cuda<F>;
+
+/// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
+type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);
+type Device = burn::backend::cuda::CudaDevice;
+
+fn host<B: Backend>(t: &Tensor<B, 4>) -> Vec<f32> {
+    t.to_data().iter::<f32>().collect()
+}
+
+fn max_err(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_finite() {
+                (x - y).abs() as f64
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let d = *x as f64 - *y as f64;
+        num += if d.is_finite() { d * d } else { f64::INFINITY };
+        den += (*y as f64) * (*y as f64);
+    }
+    (num / den).sqrt()
+}
+
+/// Exact reference on the host in f64 under the index's mask (heads spread over the cores).
+fn host_reference(
+    draw: &minference::synthetic::SyntheticQkv,
+    spec: &SyntheticSpec,
+    index: &SparseIndex,
+    scale: f64,
+) -> Vec<f32> {
+    let q: Vec<f64> = draw.q.iter::<f32>().map(f64::from).collect();
+    let k: Vec<f64> = draw.k.iter::<f32>().map(f64::from).collect();
+    let v: Vec<f64> = draw.v.iter::<f32>().map(f64::from).collect();
+    let (b_n, h_n, hkv, n_q, n_k, d) = (
+        spec.batch,
+        spec.heads,
+        spec.kv_heads,
+        spec.n_queries,
+        spec.n_keys,
+        spec.head_dim,
+    );
+    let mut out = vec![0f32; b_n * h_n * n_q * d];
+    std::thread::scope(|scope| {
+        for (bh, o) in out.chunks_mut(n_q * d).enumerate() {
+            let (q, k, v) = (&q, &k, &v);
+            scope.spawn(move || {
+                let (b, h) = (bh / h_n, bh % h_n);
+                let g = h / (h_n / hkv);
+                let mask = index.mask_rows(b, h, 0..n_q);
+                let kb = (b * hkv + g) * n_k * d;
+                for i in 0..n_q {
+                    let qi = &q[(bh * n_q + i) * d..][..d];
+                    let logits: Vec<f64> = (0..n_k)
+                        .map(|j| {
+                            if mask[i * n_k + j] {
+                                qi.iter()
+                                    .zip(&k[kb + j * d..][..d])
+                                    .map(|(x, y)| x * y)
+                                    .sum::<f64>()
+                                    * scale
+                            } else {
+                                f64::NEG_INFINITY
+                            }
+                        })
+                        .collect();
+                    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let w: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                    let total: f64 = w.iter().sum();
+                    for c in 0..d {
+                        o[i * d + c] = ((0..n_k)
+                            .filter(|&j| w[j] > 0.0)
+                            .map(|j| w[j] * v[kb + j * d + c])
+                            .sum::<f64>()
+                            / total) as f32;
+                    }
+                }
+            });
+        }
+    });
+    out
+}
+
+/// Naive masked attention computed in `B`'s float type throughout (no fp32 upcast).
+fn naive<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    index: &SparseIndex,
+    scale: f64,
+) -> Tensor<B, 4> {
+    let [b, h, n_q, d] = q.dims();
+    let [_, hkv, n_k, _] = k.dims();
+    let mut mask = Vec::with_capacity(b * h * n_q * n_k);
+    for bi in 0..b {
+        for hi in 0..h {
+            mask.extend(index.mask_rows(bi, hi, 0..n_q));
+        }
+    }
+    let keep =
+        Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [b, h, n_q, n_k]), &q.device());
+    let s = q
+        .clone()
+        .reshape([b, hkv, (h / hkv) * n_q, d])
+        .matmul(k.clone().swap_dims(2, 3))
+        .reshape([b, h, n_q, n_k])
+        .mul_scalar(scale);
+    let p = softmax(s.mask_fill(keep.bool_not(), f32::NEG_INFINITY), 3).reshape([
+        b,
+        hkv,
+        (h / hkv) * n_q,
+        n_k,
+    ]);
+    p.matmul(v.clone()).reshape([b, h, n_q, d])
+}
+
+/// One correctness case for float type `F` on `path`.
+#[allow(clippy::too_many_arguments)]
+fn check_case<F: burn_cubecl::FloatElement + Element>(
+    device: &Device,
+    spec: &SyntheticSpec,
+    patterns: &LayerPatterns,
+    path: Path,
+    label: &str,
+    rows: &mut Vec<String>,
+    ok: &mut bool,
+) {
+    let draw = generate(spec);
+    let (q, k, _) = draw.tensors::<Cuda<f32>>(device);
+    let g = Geometry::new(spec.n_queries, spec.n_keys, spec.query_offset).unwrap();
+    let scale = 1.0 / (spec.head_dim as f64).sqrt();
+    let index = build_index(&q, &k, patterns, &g, scale);
+    let expected = host_reference(&draw, spec, &index, scale);
+    let to = |t: &TensorData| {
+        Tensor::<Cuda<F>, 4>::from_data(t.clone(), device)
+            .cast(burn::tensor::FloatDType::from(F::dtype()))
+    };
+    let (ql, kl, vl) = (to(&draw.q), to(&draw.k), to(&draw.v));
+    assert_eq!(ql.dtype(), F::dtype(), "inputs in the checked precision");
+    let prim = |t: Tensor<Cuda<F>, 4>| t.into_primitive().tensor();
+    let result = cube::attention_with_index(
+        prim(ql.clone()),
+        prim(kl.clone()),
+        prim(vl.clone()),
+        &index,
+        scale,
+        Some(path),
+        true,
+    );
+    let line = match result {
+        Err(e) => {
+            *ok = false;
+            format!("{label:<44} ERROR {e}")
+        }
+        Ok(t) => {
+            let got = host(&Tensor::<Cuda<F>, 4>::from_primitive(
+                burn::tensor::TensorPrimitive::Float(t),
+            ));
+            let ours = max_err(&got, &expected);
+            if F::dtype() == burn::tensor::DType::F32 {
+                let rel = rel_err(&got, &expected);
+                let pass = rel <= 1e-5;
+                *ok &= pass;
+                format!(
+                    "{label:<44} rel {rel:.2e} (≤ 1e-5) max {ours:.2e} {}",
+                    if pass { "ok" } else { "FAIL" }
+                )
+            } else {
+                let naive_err = max_err(&host(&naive(&ql, &kl, &vl, &index, scale)), &expected);
+                let pass = ours <= 2.0 * naive_err + 1e-6;
+                *ok &= pass;
+                format!(
+                    "{label:<44} max {ours:.2e} vs naive {naive_err:.2e} (≤ 2×) {}",
+                    if pass { "ok" } else { "FAIL" }
+                )
+            }
+        }
+    };
+    println!("{line}");
+    rows.push(line);
+}
+
+fn checks(device: &Device) -> (Vec<String>, bool) {
+    let mut rows = Vec::new();
+    let mut ok = true;
+    let grid: &[Case] = &[
+        (2, 3, 3, 1, 1, None, 64),
+        (2, 3, 1, 63, 63, None, 64),
+        (2, 4, 2, 65, 65, None, 128),
+        (1, 4, 1, 1000, 1000, None, 128),
+        (2, 4, 1, 65, 300, Some(100), 64),
+        (1, 4, 2, 4096, 4096, None, 128),
+        (1, 4, 4, 700, 2000, None, 96),
+    ];
+    let cycle = [
+        Pattern::VerticalSlash {
+            vertical: 64,
+            slash: 128,
+        },
+        Pattern::BlockSparse { top_k: 4 },
+        Pattern::AShape {
+            sink: 16,
+            local: 200,
+        },
+        Pattern::Dense,
+    ];
+    for &(batch, heads, kv_heads, n_q, n_k, offset, d) in grid {
+        for kind in [InputKind::Random, InputKind::Structured] {
+            let spec = SyntheticSpec {
+                batch,
+                heads,
+                kv_heads,
+                n_queries: n_q,
+                n_keys: n_k,
+                query_offset: offset,
+                head_dim: d,
+                kind,
+                seed: 77,
+            };
+            let patterns = LayerPatterns::new((0..heads).map(|h| cycle[h % 4]).collect()).unwrap();
+            let shape = format!(
+                "b{batch} h{heads}/{kv_heads} n{n_q}/{n_k} d{d} {}",
+                if kind == InputKind::Random {
+                    "rand"
+                } else {
+                    "struct"
+                }
+            );
+            check_case::<f32>(
+                device,
+                &spec,
+                &patterns,
+                Path::Portable,
+                &format!("f32  portable {shape}"),
+                &mut rows,
+                &mut ok,
+            );
+            for (name, path) in [
+                ("portable", Path::Portable),
+                ("tensor-core", Path::TensorCore),
+            ] {
+                if path == Path::TensorCore && d % 16 != 0 {
+                    continue;
+                }
+                check_case::<half::bf16>(
+                    device,
+                    &spec,
+                    &patterns,
+                    path,
+                    &format!("bf16 {name} {shape}"),
+                    &mut rows,
+                    &mut ok,
+                );
+                check_case::<half::f16>(
+                    device,
+                    &spec,
+                    &patterns,
+                    path,
+                    &format!("f16  {name} {shape}"),
+                    &mut rows,
+                    &mut ok,
+                );
+            }
+        }
+    }
+    (rows, ok)
+}
+
+struct Record {
+    pattern: String,
+    n: usize,
+    input: &'static str,
+    ms: f64,
+    tflops: f64,
+    density: f64,
+    index_ms: f64,
+}
+
+fn time_ms(device: &Device, repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    <Cuda<half::bf16> as Backend>::sync(device).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let start = Instant::now();
+        f();
+        <Cuda<half::bf16> as Backend>::sync(device).unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
+    type B = Cuda<half::bf16>;
+    let (heads, kv_heads, d) = (32, 8, 128);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut records = Vec::new();
+    for &n in sizes {
+        for kind in [InputKind::Structured, InputKind::Random] {
+            let input = if kind == InputKind::Random {
+                "random"
+            } else {
+                "structured"
+            };
+            let (q, k, v) = if kind == InputKind::Random {
+                let r = |h| {
+                    Tensor::<B, 4>::random([1, h, n, d], Distribution::Normal(0.0, 1.0), device)
+                };
+                (r(heads), r(kv_heads), r(kv_heads))
+            } else {
+                // Structure per KV head, shared by its query group, plus fresh noise per query head.
+                let spec = SyntheticSpec {
+                    batch: 1,
+                    heads: kv_heads,
+                    kv_heads,
+                    n_queries: n,
+                    n_keys: n,
+                    query_offset: None,
+                    head_dim: d,
+                    kind,
+                    seed: 3,
+                };
+                let (q8, k, v) = generate(&spec).tensors::<B>(device);
+                let q = q8
+                    .reshape([1, kv_heads, 1, n, d])
+                    .repeat_dim(2, heads / kv_heads)
+                    .reshape([1, heads, n, d]);
+                let noise = Tensor::<B, 4>::random(
+                    [1, heads, n, d],
+                    Distribution::Normal(0.0, 0.3),
+                    device,
+                );
+                (q + noise, k, v)
+            };
+            let bf16 = |t: Tensor<B, 4>| t.cast(burn::tensor::FloatDType::BF16);
+            let (q, k, v) = (bf16(q), bf16(k), bf16(v));
+            assert_eq!(q.dtype(), burn::tensor::DType::BF16);
+            let g = Geometry::new(n, n, None).unwrap();
+            for pattern in [
+                Pattern::Dense,
+                Pattern::BlockSparse { top_k: 100 },
+                Pattern::VerticalSlash {
+                    vertical: 1000,
+                    slash: 6096,
+                },
+            ] {
+                let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
+                let start = Instant::now();
+                let index = build_index(&q, &k, &patterns, &g, scale);
+                let index_ms = start.elapsed().as_secs_f64() * 1e3;
+                let repeats = if n >= 131072 { 3 } else { 5 };
+                let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+                let ms = time_ms(device, repeats, || {
+                    cube::attention_with_index(
+                        prim(&q),
+                        prim(&k),
+                        prim(&v),
+                        &index,
+                        scale,
+                        None,
+                        false,
+                    )
+                    .unwrap();
+                });
+                let flops = index.computed_tiles() as f64 * 64.0 * 64.0 * d as f64 * 4.0;
+                let record = Record {
+                    pattern: pattern.to_string(),
+                    n,
+                    input,
+                    ms,
+                    tflops: flops / ms / 1e9,
+                    density: index.density(),
+                    index_ms,
+                };
+                println!("{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s  density {:>5.1}%  (host index {:.0} ms)", n, input, record.pattern, ms, record.tflops, record.density * 100.0, index_ms);
+                records.push(record);
+            }
+        }
+    }
+    records
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let sizes: Vec<usize> = value("--sizes")
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.parse().expect("--sizes takes numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![16384, 32768, 65536, 131072, 262144]);
+    let device = Device::default();
+    println!(
+        "engine: {}",
+        <Cuda<half::bf16> as minference::SparseAttentionBackend>::engine(&device)
+    );
+    let mut ok = true;
+    let mut check_rows = Vec::new();
+    if !args.iter().any(|a| a == "--skip-checks") {
+        let (rows, pass) = checks(&device);
+        ok = pass;
+        check_rows = rows;
+        println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
+    }
+    let records = sweep(&device, &sizes);
+    if let Some(path) = value("--json") {
+        let json: Vec<String> = records
+            .iter()
+            .map(|r| format!("{{\"pattern\": \"{}\", \"n\": {}, \"input\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.2}, \"density\": {:.5}, \"host_index_ms\": {:.1}}}", r.pattern, r.n, r.input, r.ms, r.tflops, r.density, r.index_ms))
+            .collect();
+        let checks_json: Vec<String> = check_rows.iter().map(|r| format!("{:?}", r)).collect();
+        std::fs::write(
+            &path,
+            format!(
+                "{{\"checks_passed\": {ok}, \"checks\": [{}], \"records\": [{}]}}\n",
+                checks_json.join(", "),
+                json.join(",\n")
+            ),
+        )
+        .expect("write json");
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}

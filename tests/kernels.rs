@@ -1,0 +1,199 @@
+//! The CubeCL kernels against the reference on Vulkan (lavapipe in CI). The same kernels in
+//! f32/f16/bf16 and both paths are checked on CUDA by `minference-gpu-bench` (benches/gpu).
+//! Outputs are poisoned with NaN before each launch, so an unwritten element fails.
+
+#![cfg(feature = "vulkan")]
+
+mod common;
+
+use burn::tensor::Tensor;
+use common::{assert_close, host};
+use minference::cube;
+use minference::reference::{attention_with_index, build_index};
+use minference::synthetic::{generate, InputKind, SyntheticSpec};
+use minference::{BlockSelection, Geometry, LayerPatterns, Pattern, SparseIndex};
+
+type B = minference::backend::Vulkan;
+
+/// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
+type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);
+
+/// Every n of the grid with head_dim 16 and 32 (one 64-key chunk per tile), and the larger head
+/// dims on rows short enough for lavapipe (README, Known issues).
+const GRID: &[Case] = &[
+    (2, 3, 3, 1, 1, None, 32),
+    (2, 3, 1, 63, 63, None, 32),
+    (1, 4, 1, 64, 64, None, 16),
+    (2, 4, 2, 65, 65, None, 32),
+    (1, 3, 1, 1000, 1000, None, 32),
+    (2, 4, 1, 65, 300, Some(100), 16),
+    (1, 4, 4, 200, 1000, None, 32),
+    (1, 2, 1, 4096, 4096, None, 16),
+    (1, 1, 1, 8192, 8192, None, 32),
+    (2, 3, 1, 65, 65, None, 64),
+    (1, 4, 2, 200, 200, None, 128),
+    (1, 2, 2, 100, 100, None, 48),
+];
+
+fn patterns(heads: usize, n: usize) -> LayerPatterns {
+    let cycle = [
+        Pattern::VerticalSlash {
+            vertical: 64,
+            slash: 128,
+        },
+        Pattern::BlockSparse { top_k: 4 },
+        Pattern::AShape {
+            sink: 16,
+            local: 200,
+        },
+        Pattern::Dense,
+        Pattern::VerticalSlash {
+            vertical: n,
+            slash: n,
+        },
+    ];
+    let first = if n >= 8192 { 1 } else { 0 }; // keep the longest case sparse
+    LayerPatterns::new(
+        (0..heads)
+            .map(|h| cycle[(h + first) % cycle.len()])
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn kernel(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    index: &SparseIndex,
+    scale: f64,
+) -> Vec<f64> {
+    let prim = |t: Tensor<B, 4>| t.into_primitive().tensor();
+    let out =
+        cube::attention_with_index(prim(q), prim(k), prim(v), index, scale, None, true).unwrap();
+    host(&Tensor::<B, 4>::from_primitive(
+        burn::tensor::TensorPrimitive::Float(out),
+    ))
+}
+
+#[test]
+fn kernel_equals_reference() {
+    let device = Default::default();
+    for (i, &(batch, heads, kv_heads, n_q, n_k, offset, d)) in GRID.iter().enumerate() {
+        for kind in [InputKind::Random, InputKind::Structured] {
+            let spec = SyntheticSpec {
+                batch,
+                heads,
+                kv_heads,
+                n_queries: n_q,
+                n_keys: n_k,
+                query_offset: offset,
+                head_dim: d,
+                kind,
+                seed: 1000 + i as u64,
+            };
+            let (q, k, v) = generate(&spec).tensors::<B>(&device);
+            let geometry = Geometry::new(n_q, n_k, offset).unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            let index = build_index(&q, &k, &patterns(heads, n_k), &geometry, scale);
+            let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
+            let got = kernel(q, k, v, &index, scale);
+            assert_close(
+                &got,
+                &expected,
+                &format!("portable kernel vs reference, case {:?}, {kind:?}", GRID[i]),
+            );
+        }
+    }
+}
+
+/// A hand-made index: a tile running past the keys, 70 gathered columns (two chunks, the second
+/// partial), blocks with a single tile.
+#[test]
+fn kernel_handles_edge_indices() {
+    let device = Default::default();
+    let (n_q, n_k, offset) = (130, 400, 270);
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 2,
+        kv_heads: 1,
+        n_queries: n_q,
+        n_keys: n_k,
+        query_offset: Some(offset),
+        head_dim: 32,
+        kind: InputKind::Random,
+        seed: 5,
+    };
+    let (q, k, v) = generate(&spec).tensors::<B>(&device);
+    let g = Geometry::new(n_q, n_k, Some(offset)).unwrap();
+    let blocks = [
+        BlockSelection {
+            tiles: vec![336],
+            columns: (0..140).step_by(2).collect(),
+        },
+        BlockSelection {
+            tiles: vec![334, 398],
+            columns: vec![3],
+        },
+        BlockSelection {
+            tiles: vec![390],
+            columns: vec![],
+        },
+        BlockSelection {
+            tiles: vec![270],
+            columns: vec![],
+        },
+        BlockSelection {
+            tiles: vec![334],
+            columns: vec![],
+        },
+        BlockSelection {
+            tiles: vec![398],
+            columns: vec![0, 1, 2],
+        },
+    ];
+    let index = SparseIndex::pack(g, 1, 2, &blocks);
+    index.check_invariants().unwrap();
+    let expected = host(&attention_with_index(&q, &k, &v, &index, 0.125));
+    assert_close(
+        &kernel(q, k, v, &index, 0.125),
+        &expected,
+        "hand-made index",
+    );
+}
+
+/// The lavapipe defect (README, Known issues): head_dim 64, one query block over 8 tiles.
+/// Passes on CUDA; kept here, ignored, so that a fix can be confirmed with `--ignored`.
+#[test]
+#[ignore = "wrong rows on lavapipe for long rows with head_dim >= 40; correct on CUDA"]
+fn lavapipe_long_rows() {
+    let device = Default::default();
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 1,
+        kv_heads: 1,
+        n_queries: 64,
+        n_keys: 768,
+        query_offset: None,
+        head_dim: 64,
+        kind: InputKind::Random,
+        seed: 1,
+    };
+    let (q, k, v) = generate(&spec).tensors::<B>(&device);
+    let g = Geometry::new(64, 768, None).unwrap();
+    let index = SparseIndex::pack(
+        g,
+        1,
+        1,
+        &[BlockSelection {
+            tiles: (0..8).map(|t| t * 64).collect(),
+            columns: vec![],
+        }],
+    );
+    let expected = host(&attention_with_index(&q, &k, &v, &index, 0.1));
+    assert_close(
+        &kernel(q, k, v, &index, 0.1),
+        &expected,
+        "8 tiles, head_dim 64",
+    );
+}
