@@ -154,7 +154,10 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     if p.head_dim == 0 || p.head_dim > 256 {
         return Err(KernelError::HeadDim(p.head_dim));
     }
-    if p.kv_heads == 0 || !p.heads.is_multiple_of(p.kv_heads) || p.query_offset + p.n_queries > p.n_keys {
+    if p.kv_heads == 0
+        || !p.heads.is_multiple_of(p.kv_heads)
+        || p.query_offset + p.n_queries > p.n_keys
+    {
         return Err(KernelError::Index(format!("{p:?}")));
     }
     let slots = p.batch * p.heads * p.query_blocks();
