@@ -25,13 +25,20 @@ pub mod backend {
     /// Exact CPU reference backend.
     #[cfg(feature = "ndarray")]
     pub type Cpu = burn::backend::NdArray<f32>;
-    /// Vulkan through wgpu (lavapipe in CI), f32.
-    #[cfg(feature = "vulkan")]
-    pub type Vulkan = burn::backend::wgpu::Vulkan<f32>;
-    /// Any wgpu adapter, f32.
+    /// Vulkan through wgpu (lavapipe in CI), f32, without fusion.
     #[cfg(feature = "wgpu")]
-    pub type Wgpu = burn::backend::wgpu::Wgpu<f32>;
-    /// CUDA (A100/H100), with the float type of your choice (`f32`, `half::f16`, `half::bf16`).
+    pub type Vulkan = burn_cubecl::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u8>;
+    /// The same wrapped in Burn's operation fusion (what `burn::backend::Wgpu` is by default).
+    #[cfg(all(feature = "wgpu", feature = "fusion"))]
+    pub type VulkanFusion = burn_fusion::Fusion<Vulkan>;
+    /// Any wgpu adapter, f32 (an alias of [`Vulkan`]: the adapter is chosen at run time).
+    #[cfg(feature = "wgpu")]
+    pub type Wgpu = Vulkan;
+    /// CUDA (A100/H100), without fusion, with the float type of your choice (`f32`,
+    /// `half::f16`, `half::bf16`).
     #[cfg(feature = "cuda")]
-    pub type Cuda<F = f32> = burn::backend::Cuda<F>;
+    pub type Cuda<F = f32> = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, F, i32, u8>;
+    /// CUDA wrapped in Burn's operation fusion (what `burn::backend::Cuda` is by default).
+    #[cfg(all(feature = "cuda", feature = "fusion"))]
+    pub type CudaFusion<F = f32> = burn_fusion::Fusion<Cuda<F>>;
 }

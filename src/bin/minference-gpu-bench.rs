@@ -20,7 +20,7 @@ use minference::{Geometry, LayerPatterns, Pattern, SparseIndex};
 use minference_kernels::sparse_flash::Path;
 use std::time::Instant;
 
-type Cuda<F> = burn::backend::Cuda<F>;
+type Cuda<F> = minference::backend::Cuda<F>;
 
 /// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
 type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);

@@ -1,9 +1,88 @@
-//! Which Burn backends implement [`SparseAttentionBackend`].
+//! Which Burn backends implement [`SparseAttentionBackend`]: NdArray (the reference), and the
+//! Fusion-wrapped backends (what `burn::backend::Cuda`/`Wgpu` are with Burn's default
+//! features), which hand the op to their inner backend as one custom operation. `CubeBackend`
+//! is in [`crate::cube`].
 
 use crate::attention::SparseAttentionBackend;
-use burn_fusion::{Fusion, FusionBackend};
+use crate::error::Result;
+use crate::index::SparseIndex;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use std::marker::PhantomData;
 
-impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusion<B> {}
+/// The sparse attention of one layer as a fusion operation: runs the inner backend's op.
+#[derive(Debug)]
+struct SparseAttentionOp<B> {
+    desc: CustomOpIr,
+    index: SparseIndex,
+    scale: f64,
+    poison: bool,
+    backend: PhantomData<B>,
+}
+
+impl<B: FusionBackend + SparseAttentionBackend> Operation<B::FusionRuntime>
+    for SparseAttentionOp<B>
+{
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
+    ) {
+        let ([q, k, v], [out]) = self.desc.as_fixed();
+        let tensor = |ir: &TensorIr, handles: &mut HandleContainer<_>| {
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(
+                handles.get_float_tensor::<B>(ir),
+            ))
+        };
+        let (q, k, v) = (tensor(q, handles), tensor(k, handles), tensor(v, handles));
+        // Shapes and the index were checked before the op was registered, so the inner op can
+        // only fail on a device fault, which a fusion stream has no way to report but panicking.
+        let result = B::attention_with_index(q, k, v, &self.index, self.scale, self.poison)
+            .expect("sparse attention kernel failed inside a fusion stream");
+        handles.register_float_tensor::<B>(&out.id, result.into_primitive().tensor());
+    }
+}
+
+impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusion<B> {
+    fn engine(device: &Self::Device) -> &'static str {
+        B::engine(device)
+    }
+
+    fn attention_with_index(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        index: &SparseIndex,
+        scale: f64,
+        poison: bool,
+    ) -> Result<Tensor<Self, 4>> {
+        let (q, k, v) = (
+            q.into_primitive().tensor(),
+            k.into_primitive().tensor(),
+            v.into_primitive().tensor(),
+        );
+        let client = q.client.clone();
+        let streams = OperationStreams::with_inputs([&q, &k, &v]);
+        let out = TensorIr::uninit(client.create_empty_handle(), q.shape.clone(), q.dtype);
+        let desc = CustomOpIr::new(
+            "minference_sparse_attention",
+            &[q.into_ir(), k.into_ir(), v.into_ir()],
+            &[out],
+        );
+        let op = SparseAttentionOp::<B> {
+            desc: desc.clone(),
+            index: index.clone(),
+            scale,
+            poison,
+            backend: PhantomData,
+        };
+        let out = client
+            .register(streams, OperationIr::Custom(desc), op)
+            .output();
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+}
 
 #[cfg(feature = "ndarray")]
 impl<E, I, Q> SparseAttentionBackend for burn_ndarray::NdArray<E, I, Q>
