@@ -297,6 +297,74 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
     (rows, ok)
 }
 
+/// The fused backend (Burn's default `Cuda`) must run the kernels through its custom op and
+/// agree with the plain backend bit for bit (same kernel, same inputs).
+fn fused_check(device: &Device) -> (String, bool) {
+    type Plain = Cuda<half::bf16>;
+    type Fused = minference::backend::CudaFusion<half::bf16>;
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 8,
+        kv_heads: 2,
+        n_queries: 1000,
+        n_keys: 1000,
+        query_offset: None,
+        head_dim: 128,
+        kind: InputKind::Structured,
+        seed: 5,
+    };
+    let draw = generate(&spec);
+    let patterns = LayerPatterns::uniform(
+        Pattern::VerticalSlash {
+            vertical: 64,
+            slash: 128,
+        },
+        8,
+    )
+    .unwrap();
+    let bf16 = |t: &TensorData| t.clone().convert::<half::bf16>();
+    let plain = {
+        let t = |d: &TensorData| {
+            Tensor::<Plain, 4>::from_data(bf16(d), device).cast(burn::tensor::FloatDType::BF16)
+        };
+        host(
+            &minference::sparse_attention(
+                t(&draw.q),
+                t(&draw.k),
+                t(&draw.v),
+                &patterns,
+                &Default::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let fused = {
+        let t = |d: &TensorData| {
+            Tensor::<Fused, 4>::from_data(bf16(d), device).cast(burn::tensor::FloatDType::BF16)
+        };
+        host(
+            &minference::sparse_attention(
+                t(&draw.q),
+                t(&draw.k),
+                t(&draw.v),
+                &patterns,
+                &Default::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let err = max_err(&fused, &plain);
+    let ok = err == 0.0;
+    (
+        format!(
+            "fused (CudaFusion<bf16>) vs plain: max diff {err:.2e}, engine {} {}",
+            <Fused as minference::SparseAttentionBackend>::engine(device),
+            if ok { "ok" } else { "FAIL" }
+        ),
+        ok,
+    )
+}
+
 struct Record {
     pattern: String,
     n: usize,
@@ -434,8 +502,11 @@ fn main() {
     let mut ok = true;
     let mut check_rows = Vec::new();
     if !args.iter().any(|a| a == "--skip-checks") {
-        let (rows, pass) = checks(&device);
-        ok = pass;
+        let (mut rows, pass) = checks(&device);
+        let (line, fused_ok) = fused_check(&device);
+        println!("{line}");
+        rows.push(line);
+        ok = pass && fused_ok;
         check_rows = rows;
         println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
     }

@@ -110,37 +110,16 @@ pub fn attention_with_index<R: CubeRuntime>(
     );
     let path = path.unwrap_or_else(|| path_for(&client, q.dtype, head_dim));
     let out = output(&q, poison);
-    let result = match q.dtype {
-        DType::F32 => sparse_flash::launch::<R, f32>(
-            &client,
-            q.binding(),
-            k.binding(),
-            v.binding(),
-            out.clone().binding(),
-            &handles,
-            &problem,
-            path,
-        ),
-        DType::F16 => sparse_flash::launch::<R, half::f16>(
-            &client,
-            q.binding(),
-            k.binding(),
-            v.binding(),
-            out.clone().binding(),
-            &handles,
-            &problem,
-            path,
-        ),
-        DType::BF16 => sparse_flash::launch::<R, half::bf16>(
-            &client,
-            q.binding(),
-            k.binding(),
-            v.binding(),
-            out.clone().binding(),
-            &handles,
-            &problem,
-            path,
-        ),
+    let q_dtype = q.dtype;
+    let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
+    let result = match q_dtype {
+        DType::F32 => sparse_flash::launch::<R, f32>(&client, q, k, v, o, &handles, &problem, path),
+        DType::F16 => {
+            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, &handles, &problem, path)
+        }
+        DType::BF16 => {
+            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, &handles, &problem, path)
+        }
         other => {
             return Err(MinferenceError::Unsupported(format!(
                 "sparse attention kernels take f32, f16 or bf16 tensors, not {other:?}"

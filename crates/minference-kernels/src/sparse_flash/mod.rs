@@ -179,14 +179,15 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
     let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let group = (p.heads / p.kv_heads) as u32;
-    match path {
-        Path::Portable => {
-            let chunk = portable_chunk(p.head_dim);
+    // Both kernels take the same arguments; only the kernel, the cube shape and the trailing
+    // comptime parameters differ.
+    macro_rules! launch_kernel {
+        ($kernel:path, $cube_dim:expr $(, $comptime:expr)*) => {
             unsafe {
-                portable::sparse_flash_portable::launch_unchecked::<F, R>(
+                $kernel(
                     client,
                     count,
-                    CubeDim::new_1d(BLOCK as u32),
+                    $cube_dim,
                     q.into_tensor_arg(),
                     k.into_tensor_arg(),
                     v.into_tensor_arg(),
@@ -203,44 +204,33 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     index.max_columns as u32,
                     p.scale,
                     p.head_dim,
-                    chunk,
+                    $($comptime),*
                 )
-            };
-        }
+            }
+        };
+    }
+    match path {
+        Path::Portable => launch_kernel!(
+            portable::sparse_flash_portable::launch_unchecked::<F, R>,
+            CubeDim::new_1d(BLOCK as u32),
+            portable_chunk(p.head_dim)
+        ),
         Path::TensorCore => {
+            let elem = F::as_type_native_unchecked().storage_type();
+            let half = matches!(
+                elem.elem_type(),
+                ElemType::Float(FloatKind::F16 | FloatKind::BF16)
+            );
             if !p.head_dim.is_multiple_of(16) {
                 return Err(KernelError::HeadDim(p.head_dim));
             }
-            let elem = F::as_type_native_unchecked().storage_type();
-            if !matches!(
-                elem.elem_type(),
-                ElemType::Float(FloatKind::F16 | FloatKind::BF16)
-            ) {
+            if !half {
                 return Err(KernelError::NoTensorCores);
             }
-            unsafe {
-                tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>(
-                    client,
-                    count,
-                    CubeDim::new_2d(32, 4),
-                    q.into_tensor_arg(),
-                    k.into_tensor_arg(),
-                    v.into_tensor_arg(),
-                    out.into_tensor_arg(),
-                    arr(&index.block_count, slots),
-                    arr(&index.block_offset, slots * index.max_blocks),
-                    arr(&index.column_count, slots),
-                    arr(&index.column_index, slots * index.max_columns),
-                    p.n_queries as u32,
-                    p.n_keys as u32,
-                    p.query_offset as u32,
-                    group,
-                    index.max_blocks as u32,
-                    index.max_columns as u32,
-                    p.scale,
-                    p.head_dim,
-                )
-            };
+            launch_kernel!(
+                tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,
+                CubeDim::new_2d(32, 4)
+            )
         }
     }
     Ok(())
