@@ -1,6 +1,9 @@
 //! The portable sparse flash kernel: one unit per query row, fp32 arithmetic from shared memory.
 //!
-//! Runs wherever CubeCL runs (lavapipe included: no plane operations, 32 KiB of shared memory).
+//! Runs wherever CubeCL runs: no plane operations, about 16 KiB of shared memory. Known defect:
+//! on Mesa's lavapipe it returns wrong rows for long rows with `head_dim >= 40` (README, Known
+//! issues), while every check passes on CUDA.
+//!
 //! Each 64-unit cube walks its query block's tiles, each in `64 / chunk` chunks, then its
 //! gathered columns in chunks, loading each chunk's keys and values into shared memory once for
 //! all 64 rows.
