@@ -35,4 +35,20 @@ fn main() {
         *by_type.entry(format!("{:?}", t.ggml_type)).or_insert(0u64) += t.elements();
     }
     println!("  elements by type: {by_type:?}");
+    // Decode every tensor: a quick sanity check of the weights (finite, plausible scale).
+    let (mut finite, mut total, mut sum_sq) = (0u64, 0u64, 0f64);
+    for t in &gguf.tensors {
+        match gguf.dequantize(t) {
+            Ok(values) => {
+                total += values.len() as u64;
+                finite += values.iter().filter(|x| x.is_finite()).count() as u64;
+                sum_sq += values.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            }
+            Err(e) => println!("  {e}"),
+        }
+    }
+    println!(
+        "  decoded {total} values, {finite} finite, rms {:.4}",
+        (sum_sq / total.max(1) as f64).sqrt()
+    );
 }

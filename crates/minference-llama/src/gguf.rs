@@ -1,5 +1,7 @@
 //! A checked reader of GGUF files (llama.cpp's single-file model format, versions 2 and 3).
 //!
+//! Tensors decode to f32 with [`Gguf::dequantize`].
+//!
 //! Layout: magic `GGUF`, version (u32), tensor count (u64), metadata count (u64), the metadata
 //! key/value pairs, the tensor infos (name, dims, type, offset), then the tensor data, aligned to
 //! `general.alignment` (32 by default). Every count, length, offset and size is checked against
@@ -45,6 +47,14 @@ pub enum GgufError {
     /// A value is out of range or malformed.
     #[error("malformed GGUF: {0}")]
     Malformed(String),
+    /// A tensor type the reader parses but cannot decode to floats yet.
+    #[error("tensor {name}: decoding {ggml_type:?} is not implemented yet (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are); convert the model to one of those")]
+    NotDecoded {
+        /// Tensor name.
+        name: String,
+        /// Its type.
+        ggml_type: GgmlType,
+    },
     /// A tensor type this reader cannot interpret.
     #[error("tensor {name}: GGML type {ggml_type} is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
     UnsupportedType {
@@ -399,5 +409,70 @@ impl Gguf {
     /// A tensor by name.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// Reads a little-endian f16 at `at`.
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+impl Gguf {
+    /// The raw bytes of a tensor (checked to lie inside the file when parsed).
+    pub fn tensor_bytes(&self, tensor: &TensorInfo) -> &[u8] {
+        &self.bytes[tensor.offset as usize..(tensor.offset + tensor.size) as usize]
+    }
+
+    /// A tensor's values as f32, in GGML order (innermost dimension first).
+    ///
+    /// F32, F16, BF16 and the 32-element block quantisations Q8_0, Q4_0 and Q4_1 are decoded;
+    /// the k-quants parse but do not decode yet, and say so.
+    pub fn dequantize(&self, tensor: &TensorInfo) -> Result<Vec<f32>> {
+        let bytes = self.tensor_bytes(tensor);
+        let n = tensor.elements() as usize;
+        let mut out = Vec::with_capacity(n);
+        match tensor.ggml_type {
+            GgmlType::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            GgmlType::F16 => out.extend((0..n).map(|i| f16_at(bytes, 2 * i))),
+            GgmlType::BF16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+            GgmlType::Q8_0 => {
+                for block in bytes.chunks_exact(34) {
+                    let d = f16_at(block, 0);
+                    out.extend(block[2..].iter().map(|&q| d * (q as i8) as f32));
+                }
+            }
+            GgmlType::Q4_0 => {
+                for block in bytes.chunks_exact(18) {
+                    let d = f16_at(block, 0);
+                    let qs = &block[2..];
+                    out.extend(qs.iter().map(|&q| d * ((q & 0x0F) as f32 - 8.0)));
+                    out.extend(qs.iter().map(|&q| d * ((q >> 4) as f32 - 8.0)));
+                }
+            }
+            GgmlType::Q4_1 => {
+                for block in bytes.chunks_exact(20) {
+                    let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+                    let qs = &block[4..];
+                    out.extend(qs.iter().map(|&q| d * (q & 0x0F) as f32 + m));
+                    out.extend(qs.iter().map(|&q| d * (q >> 4) as f32 + m));
+                }
+            }
+            GgmlType::Q4K | GgmlType::Q6K => {
+                return Err(GgufError::NotDecoded {
+                    name: tensor.name.clone(),
+                    ggml_type: tensor.ggml_type,
+                });
+            }
+        }
+        debug_assert_eq!(out.len(), n);
+        Ok(out)
     }
 }

@@ -128,3 +128,81 @@ fn bad_files_are_refused_with_a_reason() {
         Err(GgufError::Io { .. })
     ));
 }
+
+/// A file with one tensor of `type_id`, `elements` long, whose data is `data`.
+fn one_tensor(type_id: u32, elements: u64, data: &[u8]) -> Gguf {
+    let mut b = Builder {
+        bytes: b"GGUF".to_vec(),
+    };
+    b.u32(3).u64(1).u64(0);
+    b.string("t").u32(1).u64(elements).u32(type_id).u64(0);
+    while !b.bytes.len().is_multiple_of(32) {
+        b.bytes.push(0);
+    }
+    b.bytes.extend(data);
+    Gguf::parse(b.bytes).unwrap()
+}
+
+fn decode(type_id: u32, elements: u64, data: &[u8]) -> Vec<f32> {
+    let g = one_tensor(type_id, elements, data);
+    g.dequantize(&g.tensors[0]).unwrap()
+}
+
+fn f16(x: f32) -> [u8; 2] {
+    half::f16::from_f32(x).to_le_bytes()
+}
+
+#[test]
+fn dequantizes_float_and_block_types() {
+    let floats = [1.5f32, -2.0, 0.25, 8.0];
+    let f32_bytes: Vec<u8> = floats.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert_eq!(decode(0, 4, &f32_bytes), floats);
+    let f16_bytes: Vec<u8> = floats.iter().flat_map(|&x| f16(x)).collect();
+    assert_eq!(decode(1, 4, &f16_bytes), floats);
+    let bf16_bytes: Vec<u8> = floats
+        .iter()
+        .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+        .collect();
+    assert_eq!(decode(30, 4, &bf16_bytes), floats);
+
+    // Q8_0: scale 0.5, values -16..16.
+    let mut q8 = f16(0.5).to_vec();
+    q8.extend((0..32).map(|i| (i as i8 - 16) as u8));
+    let expected: Vec<f32> = (0..32).map(|i| 0.5 * (i as f32 - 16.0)).collect();
+    assert_eq!(decode(8, 32, &q8), expected);
+
+    // Q4_0: byte j holds element j (low nibble) and element j + 16 (high nibble), offset by 8.
+    let mut q4_0 = f16(2.0).to_vec();
+    q4_0.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let expected: Vec<f32> = (0..16)
+        .map(|j| 2.0 * (j as f32 - 8.0))
+        .chain((0..16).map(|j| 2.0 * ((15 - j) as f32 - 8.0)))
+        .collect();
+    assert_eq!(decode(2, 32, &q4_0), expected);
+
+    // Q4_1: scale and minimum.
+    let mut q4_1 = f16(0.25).to_vec();
+    q4_1.extend(f16(-1.0));
+    q4_1.extend((0..16u8).map(|j| j | (j << 4)));
+    let half_block: Vec<f32> = (0..16).map(|j| 0.25 * j as f32 - 1.0).collect();
+    assert_eq!(
+        decode(3, 32, &q4_1),
+        [half_block.clone(), half_block].concat()
+    );
+}
+
+#[test]
+fn k_quants_parse_but_say_they_do_not_decode() {
+    let g = one_tensor(12, 256, &[0u8; 144]);
+    let err = g.dequantize(&g.tensors[0]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GgufError::NotDecoded {
+                ggml_type: GgmlType::Q4K,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
