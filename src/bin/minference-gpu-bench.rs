@@ -122,12 +122,7 @@ fn naive<B: Backend>(
 ) -> Tensor<B, 4> {
     let [b, h, n_q, d] = q.dims();
     let [_, hkv, n_k, _] = k.dims();
-    let mut mask = Vec::with_capacity(b * h * n_q * n_k);
-    for bi in 0..b {
-        for hi in 0..h {
-            mask.extend(index.mask_rows(bi, hi, 0..n_q));
-        }
-    }
+    let mask = index.mask(0..n_q);
     let keep =
         Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [b, h, n_q, n_k]), &q.device());
     let s = q
@@ -297,6 +292,28 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
     (rows, ok)
 }
 
+/// `sparse_attention` on `B` with the draw cast to bf16.
+fn run_bf16<B: minference::SparseAttentionBackend>(
+    draw: &minference::synthetic::SyntheticQkv,
+    patterns: &LayerPatterns,
+    device: &B::Device,
+) -> Vec<f32> {
+    let t = |d: &TensorData| {
+        Tensor::<B, 4>::from_data(d.clone().convert::<half::bf16>(), device)
+            .cast(burn::tensor::FloatDType::BF16)
+    };
+    host(
+        &minference::sparse_attention(
+            t(&draw.q),
+            t(&draw.k),
+            t(&draw.v),
+            patterns,
+            &Default::default(),
+        )
+        .unwrap(),
+    )
+}
+
 /// The fused backend (Burn's default `Cuda`) must run the kernels through its custom op and
 /// agree with the plain backend bit for bit (same kernel, same inputs).
 fn fused_check(device: &Device) -> (String, bool) {
@@ -322,37 +339,8 @@ fn fused_check(device: &Device) -> (String, bool) {
         8,
     )
     .unwrap();
-    let bf16 = |t: &TensorData| t.clone().convert::<half::bf16>();
-    let plain = {
-        let t = |d: &TensorData| {
-            Tensor::<Plain, 4>::from_data(bf16(d), device).cast(burn::tensor::FloatDType::BF16)
-        };
-        host(
-            &minference::sparse_attention(
-                t(&draw.q),
-                t(&draw.k),
-                t(&draw.v),
-                &patterns,
-                &Default::default(),
-            )
-            .unwrap(),
-        )
-    };
-    let fused = {
-        let t = |d: &TensorData| {
-            Tensor::<Fused, 4>::from_data(bf16(d), device).cast(burn::tensor::FloatDType::BF16)
-        };
-        host(
-            &minference::sparse_attention(
-                t(&draw.q),
-                t(&draw.k),
-                t(&draw.v),
-                &patterns,
-                &Default::default(),
-            )
-            .unwrap(),
-        )
-    };
+    let plain = run_bf16::<Plain>(&draw, &patterns, device);
+    let fused = run_bf16::<Fused>(&draw, &patterns, device);
     let err = max_err(&fused, &plain);
     let ok = err == 0.0;
     (

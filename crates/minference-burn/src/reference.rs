@@ -66,14 +66,12 @@ pub fn build_index<B: Backend>(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(batch * heads);
+    let per_worker = (batch * heads).div_ceil(workers);
     let mut per_head: Vec<Vec<BlockSelection>> = vec![Vec::new(); batch * heads];
     std::thread::scope(|scope| {
-        for (w, chunk) in per_head
-            .chunks_mut((batch * heads).div_ceil(workers))
-            .enumerate()
-        {
+        for (w, chunk) in per_head.chunks_mut(per_worker).enumerate() {
             let head = &head;
-            let first = w * (batch * heads).div_ceil(workers);
+            let first = w * per_worker;
             scope.spawn(move || {
                 for (i, slot) in chunk.iter_mut().enumerate() {
                     *slot = head(first + i);
@@ -93,16 +91,7 @@ pub fn attention_with_index<B: Backend>(
     index: &SparseIndex,
     scale: f64,
 ) -> Tensor<B, 4> {
-    let [batch, heads, _, _] = q.dims();
-    masked_attention(q, k, v, scale, |rows| {
-        let mut mask = Vec::with_capacity(batch * heads * rows.len() * index.geometry.n_keys);
-        for b in 0..batch {
-            for h in 0..heads {
-                mask.extend(index.mask_rows(b, h, rows.clone()));
-            }
-        }
-        mask
-    })
+    masked_attention(q, k, v, scale, |rows| index.mask(rows))
 }
 
 /// Dense causal attention, with the mask built straight from positions (independent of any

@@ -28,6 +28,19 @@ impl SparseIndex {
         mask
     }
 
+    /// Row-major `[batch, heads, rows.len(), n_keys]` mask of every head: [`Self::mask_rows`]
+    /// for each (batch, head) in order.
+    pub fn mask(&self, rows: Range<usize>) -> Vec<bool> {
+        let mut mask =
+            Vec::with_capacity(self.batch * self.heads * rows.len() * self.geometry.n_keys);
+        for b in 0..self.batch {
+            for h in 0..self.heads {
+                mask.extend(self.mask_rows(b, h, rows.clone()));
+            }
+        }
+        mask
+    }
+
     /// Checks the invariants the kernel relies on; returns a description of the first broken
     /// one. Tiles sorted and disjoint, columns sorted, unique, before the block and outside every
     /// tile, everything inside the keys.
