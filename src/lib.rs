@@ -20,6 +20,9 @@
 
 pub use minference_burn::*;
 
+/// Llama-family models with per-head sparse pre-fill ([`minference_llama`]).
+pub use minference_llama as llama;
+
 /// The backends minference-rs is built and tested on.
 pub mod backend {
     /// Exact CPU reference backend.

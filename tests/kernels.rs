@@ -7,16 +7,13 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{assert_close, host};
+use common::{assert_close, host, patterns, Case};
 use minference::cube;
 use minference::reference::{attention_with_index, build_index};
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
-use minference::{BlockSelection, Geometry, LayerPatterns, Pattern, SparseIndex};
+use minference::{BlockSelection, Geometry, SparseIndex};
 
 type B = minference::backend::Vulkan;
-
-/// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
-type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);
 
 /// Every n of the grid with head_dim 16 and 32 (one 64-key chunk per tile), and the larger head
 /// dims on rows short enough for lavapipe (README, Known issues).
@@ -34,32 +31,6 @@ const GRID: &[Case] = &[
     (1, 4, 2, 200, 200, None, 128),
     (1, 2, 2, 100, 100, None, 48),
 ];
-
-fn patterns(heads: usize, n: usize) -> LayerPatterns {
-    let cycle = [
-        Pattern::VerticalSlash {
-            vertical: 64,
-            slash: 128,
-        },
-        Pattern::BlockSparse { top_k: 4 },
-        Pattern::AShape {
-            sink: 16,
-            local: 200,
-        },
-        Pattern::Dense,
-        Pattern::VerticalSlash {
-            vertical: n,
-            slash: n,
-        },
-    ];
-    let first = if n >= 8192 { 1 } else { 0 }; // keep the longest case sparse
-    LayerPatterns::new(
-        (0..heads)
-            .map(|h| cycle[(h + first) % cycle.len()])
-            .collect(),
-    )
-    .unwrap()
-}
 
 fn kernel(
     q: Tensor<B, 4>,
@@ -107,56 +78,14 @@ fn kernel_equals_reference() {
     }
 }
 
-/// A hand-made index: a tile running past the keys, 70 gathered columns (two chunks, the second
-/// partial), blocks with a single tile.
+/// The hand-made edge index of [`common::edge_case`].
 #[test]
 fn kernel_handles_edge_indices() {
-    let device = Default::default();
-    let (n_q, n_k, offset) = (130, 400, 270);
-    let spec = SyntheticSpec {
-        batch: 1,
-        heads: 2,
-        kv_heads: 1,
-        n_queries: n_q,
-        n_keys: n_k,
-        query_offset: Some(offset),
-        head_dim: 32,
-        kind: InputKind::Random,
-        seed: 5,
-    };
-    let (q, k, v) = generate(&spec).tensors::<B>(&device);
-    let g = Geometry::new(n_q, n_k, Some(offset)).unwrap();
-    let blocks = [
-        BlockSelection {
-            tiles: vec![336],
-            columns: (0..140).step_by(2).collect(),
-        },
-        BlockSelection {
-            tiles: vec![334, 398],
-            columns: vec![3],
-        },
-        BlockSelection {
-            tiles: vec![390],
-            columns: vec![],
-        },
-        BlockSelection {
-            tiles: vec![270],
-            columns: vec![],
-        },
-        BlockSelection {
-            tiles: vec![334],
-            columns: vec![],
-        },
-        BlockSelection {
-            tiles: vec![398],
-            columns: vec![0, 1, 2],
-        },
-    ];
-    let index = SparseIndex::pack(g, 1, 2, &blocks);
-    index.check_invariants().unwrap();
-    let expected = host(&attention_with_index(&q, &k, &v, &index, 0.125));
+    let (spec, index, scale) = common::edge_case();
+    let (q, k, v) = generate(&spec).tensors::<B>(&Default::default());
+    let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
     assert_close(
-        &kernel(q, k, v, &index, 0.125),
+        &kernel(q, k, v, &index, scale),
         &expected,
         "hand-made index",
     );

@@ -3,6 +3,8 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use minference::synthetic::{InputKind, SyntheticSpec};
+use minference::{BlockSelection, Geometry, LayerPatterns, Pattern, SparseIndex};
 
 /// Host copy of a tensor as f64.
 pub fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Vec<f64> {
@@ -84,4 +86,66 @@ pub fn naive_attention(
         }
     }
     out
+}
+
+/// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
+pub type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);
+
+/// One pattern of each kind per head, cycling (full budgets included); the longest case stays
+/// sparse.
+pub fn patterns(heads: usize, n: usize) -> LayerPatterns {
+    let cycle = [
+        Pattern::VerticalSlash {
+            vertical: 64,
+            slash: 128,
+        },
+        Pattern::BlockSparse { top_k: 4 },
+        Pattern::AShape {
+            sink: 16,
+            local: 200,
+        },
+        Pattern::Dense,
+        Pattern::VerticalSlash {
+            vertical: n,
+            slash: n,
+        },
+    ];
+    let first = if n >= 8192 { 1 } else { 0 }; // keep the longest case sparse
+    LayerPatterns::new(
+        (0..heads)
+            .map(|h| cycle[(h + first) % cycle.len()])
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// A hand-made index with every edge an engine must handle: a tile running past the keys, 70
+/// gathered columns (two chunks, the second partial), blocks with a single tile, a query offset.
+/// Returns the inputs' spec, the index and the softmax scale.
+pub fn edge_case() -> (SyntheticSpec, SparseIndex, f64) {
+    let (n_q, n_k, offset) = (130, 400, 270);
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 2,
+        kv_heads: 1,
+        n_queries: n_q,
+        n_keys: n_k,
+        query_offset: Some(offset),
+        head_dim: 32,
+        kind: InputKind::Random,
+        seed: 5,
+    };
+    let g = Geometry::new(n_q, n_k, Some(offset)).unwrap();
+    let block = |tiles: Vec<u32>, columns: Vec<u32>| BlockSelection { tiles, columns };
+    let blocks = [
+        block(vec![336], (0..140).step_by(2).collect()),
+        block(vec![334, 398], vec![3]),
+        block(vec![390], vec![]),
+        block(vec![270], vec![]),
+        block(vec![334], vec![]),
+        block(vec![398], vec![0, 1, 2]),
+    ];
+    let index = SparseIndex::pack(g, 1, 2, &blocks);
+    index.check_invariants().unwrap();
+    (spec, index, 0.125)
 }

@@ -1,4 +1,5 @@
-//! Which Burn backends implement [`SparseAttentionBackend`]: NdArray (the reference), and the
+//! Which Burn backends implement [`SparseAttentionBackend`]: NdArray (the host tile engine of
+//! [`crate::cpu`], index estimation by the reference), and the
 //! Fusion-wrapped backends (what `burn::backend::Cuda`/`Wgpu` are with Burn's default
 //! features), which hand the op to their inner backend as one custom operation. `CubeBackend`
 //! is in [`crate::cube`].
@@ -6,7 +7,7 @@
 use crate::attention::SparseAttentionBackend;
 use crate::error::Result;
 use crate::index::SparseIndex;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
@@ -93,4 +94,84 @@ where
     burn_ndarray::NdArrayTensor: From<burn_ndarray::SharedArray<E>>,
     burn_ndarray::NdArrayTensor: From<burn_ndarray::SharedArray<I>>,
 {
+    fn engine(_device: &Self::Device) -> &'static str {
+        "cpu sparse tiles"
+    }
+
+    /// The host tile engine ([`crate::cpu`]): computes only the index's tiles and columns.
+    fn attention_with_index(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        index: &SparseIndex,
+        scale: f64,
+        _poison: bool,
+    ) -> Result<Tensor<Self, 4>> {
+        let [batch, heads, n_q, d] = q.dims();
+        let [_, kv_heads, n_k, _] = k.dims();
+        let device = q.device();
+        let shapes = crate::cpu::Shapes {
+            batch,
+            heads,
+            kv_heads,
+            n_q,
+            n_k,
+            d,
+        };
+        let (q, k, v) = (HostF32::of(q), HostF32::of(k), HostF32::of(v));
+        let out = crate::cpu::attention_with_index(
+            &q.slice(),
+            &k.slice(),
+            &v.slice(),
+            shapes,
+            index,
+            scale as f32,
+        );
+        Ok(Tensor::from_data(
+            TensorData::new(out, [batch, heads, n_q, d]).convert::<E>(),
+            &device,
+        ))
+    }
+}
+
+/// An NdArray tensor's values as f32 on the host, borrowed when the tensor already is a
+/// contiguous f32 array (the common case: `into_data` would copy element by element when the
+/// array is shared, as a KV cache is).
+#[cfg(feature = "ndarray")]
+enum HostF32 {
+    /// An `NdArrayTensor::F32`.
+    Storage(burn_ndarray::NdArrayTensor),
+    Owned(Vec<f32>),
+}
+
+#[cfg(feature = "ndarray")]
+impl HostF32 {
+    fn of<B: burn::tensor::backend::Backend<FloatTensorPrimitive = burn_ndarray::NdArrayTensor>>(
+        t: Tensor<B, 4>,
+    ) -> Self {
+        match t.into_primitive().tensor() {
+            t @ burn_ndarray::NdArrayTensor::F32(_) => HostF32::Storage(t),
+            other => HostF32::Owned(
+                Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(other))
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("converted to f32"),
+            ),
+        }
+    }
+
+    fn slice(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            HostF32::Storage(burn_ndarray::NdArrayTensor::F32(storage)) => {
+                let view = storage.view();
+                match view.to_slice() {
+                    Some(slice) => std::borrow::Cow::Borrowed(slice),
+                    None => std::borrow::Cow::Owned(view.iter().copied().collect()),
+                }
+            }
+            HostF32::Owned(values) => std::borrow::Cow::Borrowed(values),
+            HostF32::Storage(_) => unreachable!("only F32 tensors are stored"),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //!   grouped-query attention without copying K/V, causal, with an optional query offset;
 //! - [`estimate`] and [`index`]: the run-time index estimation and the unified sparse index;
 //! - [`reference`]: the exact reference every kernel is checked against;
+//! - [`cpu`]: the host tile engine (NdArray), which computes only the selected tiles;
 //! - [`synthetic`]: structured Q/K/V for tests and benchmarks.
 
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@
 mod attention;
 mod backends;
 pub mod config;
+pub mod cpu;
 pub mod cube;
 mod error;
 pub mod estimate;

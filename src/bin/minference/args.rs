@@ -1,0 +1,87 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// MInference-style dynamic sparse attention for long-context pre-filling.
+#[derive(Parser, Debug)]
+#[command(name = "minference", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pre-fill a prompt (sparse per a pattern config) and generate a continuation.
+    Generate(GenerateArgs),
+}
+
+/// Where the model runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Burn's NdArray backend (exact reference attention).
+    Cpu,
+    /// wgpu on Vulkan (software Vulkan, lavapipe, when there is no GPU).
+    Vulkan,
+    /// CUDA in bf16 (build with `--features cuda`).
+    Cuda,
+}
+
+/// Model and pattern options shared by the commands that run a model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A `.gguf` file or a Hugging Face directory (config.json, *.safetensors,
+    /// tokenizer.json). Default: SmolLM2-135M-Instruct from weights/ (fetched on first use).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A tokenizer.json to use instead of the model's own.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Per-head pattern config (MInference's JSON or ours). Default: the searched config
+    /// shipped for the default model in weights/patterns/, if any.
+    #[arg(long, conflicts_with = "dense")]
+    pub patterns: Option<PathBuf>,
+    /// Dense attention everywhere (the baseline).
+    #[arg(long)]
+    pub dense: bool,
+    /// Prompts shorter than this many tokens pre-fill dense (0: always sparse).
+    #[arg(long, default_value_t = minference_llama::plan::DEFAULT_MIN_SPARSE_LEN)]
+    pub min_sparse_len: usize,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The prompt (or use --file).
+    #[arg(required_unless_present = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// A question appended after the file's text (long-document QA).
+    #[arg(long, requires = "file")]
+    pub question: Option<String>,
+    /// Feed the prompt as is, without the model's chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// System message for the chat template.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus (top-p) mass when sampling.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// Random seed when sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
