@@ -7,7 +7,7 @@
 use crate::attention::SparseAttentionBackend;
 use crate::error::Result;
 use crate::index::SparseIndex;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
@@ -128,7 +128,7 @@ where
             scale as f32,
         );
         Ok(Tensor::from_data(
-            TensorData::new(out, [batch, heads, n_q, d]).convert::<E>(),
+            burn::tensor::TensorData::new(out, [batch, heads, n_q, d]).convert::<E>(),
             &device,
         ))
     }

@@ -69,18 +69,32 @@ pub fn generate<B: SparseAttentionBackend>(
     on_token: &mut dyn FnMut(u32),
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Generation> {
+    let mut cache = KvCache::new(model.config().layers);
+    generate_after(model, &mut cache, prompt, options, on_token, progress)
+}
+
+/// [`generate`] after what `cache` already holds (a document pre-filled once, then several
+/// questions about it, each from a clone of the cache). `prompt` is pre-filled at positions
+/// `cache.len()..`; the cache grows with the prompt and the new tokens.
+pub fn generate_after<B: SparseAttentionBackend>(
+    model: &Llama<B>,
+    cache: &mut KvCache<B>,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    on_token: &mut dyn FnMut(u32),
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Generation> {
     let context = model.config().context;
-    if prompt.len() + options.max_tokens > context {
+    if cache.len() + prompt.len() + options.max_tokens > context {
         return Err(LlamaError::ContextOverflow {
-            tokens: prompt.len(),
+            tokens: cache.len() + prompt.len(),
             new_tokens: options.max_tokens,
             context,
         });
     }
     let mut sampler = Sampler::new(options.sampling)?;
-    let mut cache = KvCache::new(model.config().layers);
     let started = Instant::now();
-    let forward = model.forward(prompt, &mut cache, &options.prefill, Logits::Last, progress)?;
+    let forward = model.forward(prompt, cache, &options.prefill, Logits::Last, progress)?;
     let mut logits = host(forward.logits);
     let prefill_time = started.elapsed();
     let started = Instant::now();
@@ -98,7 +112,7 @@ pub fn generate<B: SparseAttentionBackend>(
         if tokens.len() == options.max_tokens {
             break;
         }
-        let step = model.forward(&[next], &mut cache, &dense, Logits::Last, &mut |_, _| {})?;
+        let step = model.forward(&[next], cache, &dense, Logits::Last, &mut |_, _| {})?;
         logits = host(step.logits);
     }
     Ok(Generation {

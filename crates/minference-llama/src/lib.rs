@@ -26,7 +26,7 @@ pub mod weights;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{LlamaError, Result};
-pub use generate::{generate, GenerateOptions, Generation};
+pub use generate::{generate, generate_after, GenerateOptions, Generation};
 pub use loader::{default_model_path, ensure_default_model, load, Loaded};
 pub use model::{KvCache, Llama, Logits};
 pub use plan::PrefillOptions;

@@ -15,6 +15,10 @@ pub struct Cli {
 pub enum Command {
     /// Pre-fill a prompt (sparse per a pattern config) and generate a continuation.
     Generate(GenerateArgs),
+    /// Search each layer's and head's pattern on a calibration prompt (kernel-aware).
+    Search(SearchArgs),
+    /// Run synthetic long-context tasks dense and sparse, side by side.
+    Eval(EvalArgs),
 }
 
 /// Where the model runs.
@@ -84,4 +88,78 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Calibration prompt: a generated task (needle, kv-retrieval, passkey, multikey,
+    /// vartrack) or a text file.
+    #[arg(long, default_value = "needle")]
+    pub calib: String,
+    /// Calibration length in tokens.
+    #[arg(long, default_value_t = 4096)]
+    pub len: usize,
+    /// Where to write the config (our format); MInference's JSON goes next to it
+    /// (`.minference.json`) and the pattern map too (`.png`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Most tiles a head may compute, as a fraction of dense.
+    #[arg(long, default_value_t = 0.3)]
+    pub budget: f64,
+    /// Heads whose best candidate keeps less attention mass than this run dense.
+    #[arg(long, default_value_t = 0.9)]
+    pub min_recall: f64,
+    /// Seed of the generated calibration prompt.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// A `.gguf` file or a Hugging Face directory (default: SmolLM2 from weights/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Tasks, comma-separated: needle, passkey, multikey, vartrack, kv-retrieval.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "needle,passkey,multikey,vartrack"
+    )]
+    pub tasks: Vec<String>,
+    /// Prompt lengths in tokens.
+    #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096,8000")]
+    pub lengths: Vec<usize>,
+    /// Fact depths for the needle task (others use the middle).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1")]
+    pub depths: Vec<f64>,
+    /// Settings to compare: dense, searched (the default or --patterns config),
+    /// vs-default (MInference's VS(1000, 6096) everywhere), a-shape (sink 64, local 1024).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "dense,searched,vs-default,a-shape"
+    )]
+    pub settings: Vec<String>,
+    /// Pattern config for the `searched` setting (default: weights/patterns/).
+    #[arg(long)]
+    pub patterns: Option<PathBuf>,
+    /// Tokens to generate per answer.
+    #[arg(long, default_value_t = 12)]
+    pub max_tokens: usize,
+    /// Seed of the generated prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the table (markdown, with this command) here, and the needle heat-map next to it
+    /// (`.png`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// A `.gguf` file or a Hugging Face directory (default: SmolLM2 from weights/).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }

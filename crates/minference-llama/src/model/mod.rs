@@ -20,6 +20,9 @@ use minference_burn::{
     SparseAttentionBackend,
 };
 
+/// Called with each layer's index, queries and whole keys during a forward pass.
+pub type LayerObserver<'a, B> = dyn FnMut(usize, &Tensor<B, 4>, &Tensor<B, 4>) + 'a;
+
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -154,6 +157,21 @@ impl<B: SparseAttentionBackend> Llama<B> {
         logits: Logits,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Forward<B>> {
+        self.forward_observed(tokens, cache, options, logits, progress, &mut |_, _, _| {})
+    }
+
+    /// [`Self::forward`], also handing each layer's queries (`[1, heads, n, d]`, after RoPE)
+    /// and whole keys (`[1, kv_heads, cache + n, d]`) to `observer` before its attention: what
+    /// the offline pattern search measures.
+    pub fn forward_observed(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+        options: &PrefillOptions,
+        logits: Logits,
+        progress: &mut dyn FnMut(usize, usize),
+        observer: &mut LayerObserver<'_, B>,
+    ) -> Result<Forward<B>> {
         let c = &self.config;
         if tokens.is_empty() {
             return Err(LlamaError::EmptyPrompt);
@@ -198,6 +216,7 @@ impl<B: SparseAttentionBackend> Llama<B> {
             }
             let (k, v) = cache.append(l, Tensor::cat(ks, 2), Tensor::cat(vs, 2));
             let q = Tensor::cat(qs, 2);
+            observer(l, &q, &k);
             let patterns = match (&options.patterns, sparse_pass) {
                 (Some(config), true) => config.layer(l).filter(|p| !p.all_dense()),
                 _ => None,
