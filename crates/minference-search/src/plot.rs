@@ -172,3 +172,50 @@ pub fn needle_heatmap(
     .map_err(plot_error)?;
     root.present().map_err(plot_error)
 }
+
+/// The mask an index implies for head `h` (batch 0), one pixel block per `cell`×`cell` tokens:
+/// dark where the kernel attends, light grey for causal pairs it skips, white above the
+/// diagonal. How the book draws the three patterns.
+pub fn index_map(
+    index: &minference_burn::SparseIndex,
+    h: usize,
+    cell: usize,
+    title: &str,
+    path: &Path,
+) -> std::io::Result<()> {
+    let g = index.geometry;
+    let (rows, cols) = (g.n_queries.div_ceil(cell), g.n_keys.div_ceil(cell));
+    let scale = 2u32;
+    let (w, hgt) = (cols as u32 * scale + 20, rows as u32 * scale + 50);
+    let root = BitMapBackend::new(path, (w.max(8 * title.len() as u32), hgt)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    root.draw(&Text::new(title, (10, 8), ("sans-serif", 15)))
+        .map_err(plot_error)?;
+    for r in 0..rows {
+        let mask = index.mask_rows(0, h, r * cell..((r + 1) * cell).min(g.n_queries));
+        for c in 0..cols {
+            let keys = c * cell..((c + 1) * cell).min(g.n_keys);
+            let attended = mask
+                .chunks_exact(g.n_keys)
+                .any(|row| row[keys.clone()].iter().any(|&m| m));
+            let causal = keys.start <= g.query_offset + (r + 1) * cell - 1;
+            let colour = if attended {
+                RGBColor(30, 60, 140)
+            } else if causal {
+                RGBColor(225, 225, 225)
+            } else {
+                WHITE
+            };
+            let (x, y) = (
+                10 + (c as u32 * scale) as i32,
+                35 + (r as u32 * scale) as i32,
+            );
+            root.draw(&Rectangle::new(
+                [(x, y), (x + scale as i32, y + scale as i32)],
+                colour.filled(),
+            ))
+            .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)
+}
