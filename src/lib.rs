@@ -25,7 +25,7 @@ pub use minference_llama as llama;
 
 /// The backends minference-rs is built and tested on.
 pub mod backend {
-    /// Exact CPU reference backend.
+    /// CPU (NdArray): the host tile engine for attention, Burn ops for the rest.
     #[cfg(feature = "ndarray")]
     pub type Cpu = burn::backend::NdArray<f32>;
     /// Vulkan through wgpu (lavapipe in CI), f32, without fusion.

@@ -5,10 +5,12 @@ use minference_burn::PatternConfig;
 /// Default length below which every layer runs dense.
 ///
 /// Sparse attention only pays once estimating the index costs less than the attention it
-/// skips. On the H100 sweep (benches/RESULTS.md) the shortest length measured, 16K, already
-/// favours sparse patterns; below one 64-token block there is nothing to skip at all. 1024
-/// tokens (16 query blocks) keeps short chats exact while long prompts go sparse; pass another
-/// value with `--min-sparse-len` (0 = always sparse).
+/// skips. Measured on the CPU (NdArray, 2 cores) with SmolLM2-135M and its shipped config
+/// (`benches/accuracy/needle.md`, pre-fill seconds dense vs searched): about even at 1K tokens
+/// (3.5 vs 3.4), ahead from 2K (8.0 vs 7.7) and 4K (17.3 vs 16.3), the gap growing with the
+/// length as attention's share of the pre-fill grows. Below 1024 tokens (16 query blocks)
+/// there is little to skip, so short chats stay exact. Pass another value with
+/// `--min-sparse-len` (0 = always sparse). The GPU crossover is not measured yet.
 pub const DEFAULT_MIN_SPARSE_LEN: usize = 1024;
 
 /// Default rows per chunk of the row-wise parts of a layer (norms, projections, feed-forward).

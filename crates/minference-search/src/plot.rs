@@ -198,7 +198,7 @@ pub fn index_map(
             let attended = mask
                 .chunks_exact(g.n_keys)
                 .any(|row| row[keys.clone()].iter().any(|&m| m));
-            let causal = keys.start <= g.query_offset + (r + 1) * cell - 1;
+            let causal = keys.start < g.query_offset + (r + 1) * cell;
             let colour = if attended {
                 RGBColor(30, 60, 140)
             } else if causal {

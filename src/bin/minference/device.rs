@@ -1,32 +1,64 @@
-//! Runs a function generic over the backend on the device the user chose.
+//! Loads the model on the device the user chose and runs a command generic over the backend.
 
 use crate::args::DeviceKind;
+use crate::progress;
+use minference::llama::{ensure_default_model, load, Loaded};
 use minference::SparseAttentionBackend;
+use std::path::PathBuf;
 
-/// A computation to run on one backend.
-pub trait OnBackend {
-    /// What the computation returns.
-    type Output;
-    /// Runs on backend `B`, device `device`.
-    fn run<B: SparseAttentionBackend>(self, device: B::Device) -> Self::Output;
+/// A command that runs on a loaded model.
+pub trait WithModel {
+    /// Runs on backend `B` with the model loaded on `device`; `path` is the model's file.
+    fn run<B: SparseAttentionBackend>(
+        self,
+        loaded: Loaded<B>,
+        path: PathBuf,
+        device: B::Device,
+    ) -> Result<(), String>;
 }
 
-/// Runs `job` on `kind`, or says how to get that device.
-pub fn dispatch<J: OnBackend<Output = Result<(), String>>>(
-    kind: DeviceKind,
+/// Where the model comes from: a path, or the default model (fetched on first use).
+pub struct ModelSource {
+    /// `--model`, if given.
+    pub model: Option<PathBuf>,
+    /// `--tokenizer`, if given.
+    pub tokenizer: Option<PathBuf>,
+}
+
+fn on<B: SparseAttentionBackend, J: WithModel>(
+    source: ModelSource,
+    device: B::Device,
     job: J,
 ) -> Result<(), String> {
+    let path = match source.model {
+        Some(p) => p,
+        None => ensure_default_model().map_err(|e| e.to_string())?,
+    };
+    let loaded = load::<B>(
+        &path,
+        source.tokenizer.as_deref(),
+        &device,
+        &mut progress::layers("loading"),
+    )
+    .map_err(|e| e.to_string())?;
+    job.run(loaded, path, device)
+}
+
+/// Loads the model on `kind` and runs `job`, or says how to get that device.
+pub fn dispatch<J: WithModel>(kind: DeviceKind, source: ModelSource, job: J) -> Result<(), String> {
     match kind {
         #[cfg(feature = "ndarray")]
-        DeviceKind::Cpu => job.run::<minference::backend::Cpu>(Default::default()),
+        DeviceKind::Cpu => on::<minference::backend::Cpu, J>(source, Default::default(), job),
         #[cfg(not(feature = "ndarray"))]
         DeviceKind::Cpu => Err("this binary was built without the `ndarray` feature".into()),
         #[cfg(feature = "wgpu")]
-        DeviceKind::Vulkan => job.run::<minference::backend::Vulkan>(Default::default()),
+        DeviceKind::Vulkan => on::<minference::backend::Vulkan, J>(source, Default::default(), job),
         #[cfg(not(feature = "wgpu"))]
         DeviceKind::Vulkan => Err("this binary was built without the `vulkan` feature".into()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => job.run::<minference::backend::Cuda<half::bf16>>(Default::default()),
+        DeviceKind::Cuda => {
+            on::<minference::backend::Cuda<half::bf16>, J>(source, Default::default(), job)
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => Err(
             "this binary was built without CUDA; rebuild with `cargo run --release --features cuda -- …`"

@@ -1,21 +1,17 @@
 //! `minference eval`.
 
 use crate::args::EvalArgs;
-use crate::device::{dispatch, OnBackend};
+use crate::device::{dispatch, ModelSource, WithModel};
 use crate::generate::default_patterns_path;
-use crate::progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::{LayerPatterns, Pattern, PatternConfig, SparseAttentionBackend};
-use minference_llama::{ensure_default_model, load, PrefillOptions};
+use minference_llama::{Loaded, PrefillOptions};
 use minference_search::eval::{markdown_table, run_task, Setting};
 use minference_search::plot::needle_heatmap;
 use minference_search::{TaskBuilder, TaskKind};
 use std::path::PathBuf;
 
-struct Job {
-    args: EvalArgs,
-    model_path: PathBuf,
-}
+struct Eval(EvalArgs);
 
 fn uniform(pattern: Pattern, layers: usize, heads: usize) -> Result<PrefillOptions, String> {
     let layer = LayerPatterns::uniform(pattern, heads).map_err(|e| e.to_string())?;
@@ -26,18 +22,14 @@ fn uniform(pattern: Pattern, layers: usize, heads: usize) -> Result<PrefillOptio
     }))
 }
 
-impl OnBackend for Job {
-    type Output = Result<(), String>;
-
-    fn run<B: SparseAttentionBackend>(self, device: B::Device) -> Result<(), String> {
-        let args = self.args;
-        let loaded = load::<B>(
-            &self.model_path,
-            None,
-            &device,
-            &mut progress::layers("loading"),
-        )
-        .map_err(|e| e.to_string())?;
+impl WithModel for Eval {
+    fn run<B: SparseAttentionBackend>(
+        self,
+        loaded: Loaded<B>,
+        _path: PathBuf,
+        _device: B::Device,
+    ) -> Result<(), String> {
+        let args = self.0;
         let config = loaded.model.config();
         let (layers, heads) = (config.layers, config.heads);
         let mut settings = Vec::new();
@@ -165,9 +157,9 @@ impl OnBackend for Job {
 
 /// Runs `minference eval`.
 pub fn run(args: EvalArgs) -> Result<(), String> {
-    let model_path = match &args.model {
-        Some(p) => p.clone(),
-        None => ensure_default_model().map_err(|e| e.to_string())?,
+    let source = ModelSource {
+        model: args.model.clone(),
+        tokenizer: None,
     };
-    dispatch(args.device, Job { args, model_path })
+    dispatch(args.device, source, Eval(args))
 }

@@ -1,12 +1,12 @@
 //! `minference generate`.
 
 use crate::args::{GenerateArgs, ModelArgs};
-use crate::device::{dispatch, OnBackend};
+use crate::device::{dispatch, ModelSource, WithModel};
 use crate::progress;
 use minference::{PatternConfig, SparseAttentionBackend};
 use minference_llama::{
-    default_model_path, ensure_default_model, generate, load, GenerateOptions, Generation,
-    LlamaConfig, PrefillOptions, Sampling,
+    default_model_path, generate, GenerateOptions, Generation, LlamaConfig, Loaded, PrefillOptions,
+    Sampling,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,14 +14,6 @@ use std::path::PathBuf;
 /// The searched pattern config shipped for the default model.
 pub fn default_patterns_path() -> PathBuf {
     minference_llama::loader::weights_dir().join("patterns/SmolLM2-135M-Instruct.json")
-}
-
-/// Resolves the model path, fetching the default model when needed.
-pub fn model_path(args: &ModelArgs) -> Result<PathBuf, String> {
-    match &args.model {
-        Some(p) => Ok(p.clone()),
-        None => ensure_default_model().map_err(|e| e.to_string()),
-    }
 }
 
 /// The pre-fill options the arguments ask for, with a line describing them.
@@ -56,26 +48,19 @@ pub fn prefill_options(
     ))
 }
 
-struct Job {
-    args: GenerateArgs,
-    model_path: PathBuf,
-}
+struct Generate(GenerateArgs);
 
-impl OnBackend for Job {
-    type Output = Result<(), String>;
-
-    fn run<B: SparseAttentionBackend>(self, device: B::Device) -> Result<(), String> {
-        let args = self.args;
-        let loaded = load::<B>(
-            &self.model_path,
-            args.model.tokenizer.as_deref(),
-            &device,
-            &mut progress::layers("loading"),
-        )
-        .map_err(|e| e.to_string())?;
+impl WithModel for Generate {
+    fn run<B: SparseAttentionBackend>(
+        self,
+        loaded: Loaded<B>,
+        model_path: PathBuf,
+        device: B::Device,
+    ) -> Result<(), String> {
+        let args = self.0;
         let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
         let config = model.config();
-        let (prefill, patterns_line) = prefill_options(&args.model, config, &self.model_path)?;
+        let (prefill, patterns_line) = prefill_options(&args.model, config, &model_path)?;
         let text = match (&args.prompt, &args.file) {
             (Some(p), _) => p.clone(),
             (None, Some(f)) => {
@@ -187,7 +172,9 @@ fn report(g: &Generation) {
 
 /// Runs `minference generate`.
 pub fn run(args: GenerateArgs) -> Result<(), String> {
-    let model_path = model_path(&args.model)?;
-    let device = args.model.device;
-    dispatch(device, Job { args, model_path })
+    let source = ModelSource {
+        model: args.model.model.clone(),
+        tokenizer: args.model.tokenizer.clone(),
+    };
+    dispatch(args.model.device, source, Generate(args))
 }

@@ -1,31 +1,24 @@
 //! `minference search`.
 
 use crate::args::SearchArgs;
-use crate::device::{dispatch, OnBackend};
+use crate::device::{dispatch, ModelSource, WithModel};
 use crate::progress;
 use minference::{ConfigFormat, SparseAttentionBackend};
-use minference_llama::{ensure_default_model, load};
+use minference_llama::Loaded;
 use minference_search::plot::pattern_map;
 use minference_search::{search, SearchOptions, TaskBuilder, TaskKind};
 use std::path::PathBuf;
 
-struct Job {
-    args: SearchArgs,
-    model_path: PathBuf,
-}
+struct Search(SearchArgs);
 
-impl OnBackend for Job {
-    type Output = Result<(), String>;
-
-    fn run<B: SparseAttentionBackend>(self, device: B::Device) -> Result<(), String> {
-        let args = self.args;
-        let loaded = load::<B>(
-            &self.model_path,
-            None,
-            &device,
-            &mut progress::layers("loading"),
-        )
-        .map_err(|e| e.to_string())?;
+impl WithModel for Search {
+    fn run<B: SparseAttentionBackend>(
+        self,
+        loaded: Loaded<B>,
+        _path: PathBuf,
+        _device: B::Device,
+    ) -> Result<(), String> {
+        let args = self.0;
         let text = match TaskKind::parse(&args.calib) {
             Some(kind) => TaskBuilder::new(&loaded.tokenizer)
                 .build(kind, args.len, 0.5, args.seed)
@@ -104,9 +97,9 @@ impl OnBackend for Job {
 
 /// Runs `minference search`.
 pub fn run(args: SearchArgs) -> Result<(), String> {
-    let model_path = match &args.model {
-        Some(p) => p.clone(),
-        None => ensure_default_model().map_err(|e| e.to_string())?,
+    let source = ModelSource {
+        model: args.model.clone(),
+        tokenizer: None,
     };
-    dispatch(args.device, Job { args, model_path })
+    dispatch(args.device, source, Search(args))
 }
