@@ -10,8 +10,17 @@ use minference_burn::PatternConfig;
 /// (3.5 vs 3.4), ahead from 2K (8.0 vs 7.7) and 4K (17.3 vs 16.3), the gap growing with the
 /// length as attention's share of the pre-fill grows. Below 1024 tokens (16 query blocks)
 /// there is little to skip, so short chats stay exact. Pass another value with
-/// `--min-sparse-len` (0 = always sparse). The GPU crossover is not measured yet.
+/// `--min-sparse-len` (0 = always sparse). GPUs: [`DEFAULT_MIN_SPARSE_LEN_GPU`].
 pub const DEFAULT_MIN_SPARSE_LEN: usize = 1024;
+
+/// Default crossover on GPUs (CUDA, wgpu).
+///
+/// Measured on an H100 with SmolLM2-135M in bf16 (`benches/results/h100-2026-11-25-llama-eval.log`):
+/// the searched config pre-filled slower than dense at every length the model takes (4K:
+/// 0.3–1.0 s vs 0.1–0.2 s; 8K: 0.7–1.6 s vs 0.4 s), because the index is still estimated on the
+/// host while dense attention on the GPU is cheap at these lengths. The kernel sweep
+/// (`benches/RESULTS.md`) shows sparse patterns ahead from 16K, so GPUs go sparse from 16384.
+pub const DEFAULT_MIN_SPARSE_LEN_GPU: usize = 16384;
 
 /// Default rows per chunk of the row-wise parts of a layer (norms, projections, feed-forward).
 pub const DEFAULT_CHUNK_ROWS: usize = 2048;

@@ -49,9 +49,10 @@ pub struct ModelArgs {
     /// Dense attention everywhere (the baseline).
     #[arg(long)]
     pub dense: bool,
-    /// Prompts shorter than this many tokens pre-fill dense (0: always sparse).
-    #[arg(long, default_value_t = minference_llama::plan::DEFAULT_MIN_SPARSE_LEN)]
-    pub min_sparse_len: usize,
+    /// Prompts shorter than this many tokens pre-fill dense (0: always sparse). Default: the
+    /// measured crossover of the device (1024 on the CPU, 16384 on GPUs).
+    #[arg(long)]
+    pub min_sparse_len: Option<usize>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,

@@ -1,12 +1,12 @@
 //! `minference generate`.
 
-use crate::args::{GenerateArgs, ModelArgs};
+use crate::args::{DeviceKind, GenerateArgs, ModelArgs};
 use crate::device::{dispatch, ModelSource, WithModel};
 use crate::progress;
 use minference::{PatternConfig, SparseAttentionBackend};
 use minference_llama::{
-    default_model_path, generate, GenerateOptions, Generation, LlamaConfig, Loaded, PrefillOptions,
-    Sampling,
+    default_model_path, generate, plan, GenerateOptions, Generation, LlamaConfig, Loaded,
+    PrefillOptions, Sampling,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,8 +22,12 @@ pub fn prefill_options(
     config: &LlamaConfig,
     model: &std::path::Path,
 ) -> Result<(PrefillOptions, String), String> {
+    let min_sparse_len = args.min_sparse_len.unwrap_or(match args.device {
+        DeviceKind::Cpu => plan::DEFAULT_MIN_SPARSE_LEN,
+        DeviceKind::Vulkan | DeviceKind::Cuda => plan::DEFAULT_MIN_SPARSE_LEN_GPU,
+    });
     let mut options = PrefillOptions {
-        min_sparse_len: args.min_sparse_len,
+        min_sparse_len,
         ..PrefillOptions::default()
     };
     if args.dense {
@@ -40,11 +44,7 @@ pub fn prefill_options(
     options.patterns = Some(patterns);
     Ok((
         options,
-        format!(
-            "{} (sparse from {} tokens)",
-            path.display(),
-            args.min_sparse_len
-        ),
+        format!("{} (sparse from {} tokens)", path.display(), min_sparse_len),
     ))
 }
 
