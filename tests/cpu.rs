@@ -7,10 +7,11 @@
 
 mod common;
 
+use burn::tensor::Tensor;
 use common::{assert_close, host, patterns, Case};
 use minference::reference::{attention_with_index, build_index};
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
-use minference::{Geometry, SparseAttentionBackend};
+use minference::{Geometry, SparseAttentionBackend, SparseIndex};
 
 type B = minference::backend::Cpu;
 
@@ -27,44 +28,24 @@ const GRID: &[Case] = &[
     (1, 2, 1, 1, 777, None, 64),
 ];
 
+fn engine(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    index: &SparseIndex,
+    scale: f64,
+) -> Vec<f64> {
+    host(&B::attention_with_index(q, k, v, index, scale, true).unwrap())
+}
+
 #[test]
 fn cpu_engine_equals_reference() {
-    let device = Default::default();
-    for (i, &(batch, heads, kv_heads, n_q, n_k, offset, d)) in GRID.iter().enumerate() {
-        for kind in [InputKind::Random, InputKind::Structured] {
-            let spec = SyntheticSpec {
-                batch,
-                heads,
-                kv_heads,
-                n_queries: n_q,
-                n_keys: n_k,
-                query_offset: offset,
-                head_dim: d,
-                kind,
-                seed: 2000 + i as u64,
-            };
-            let (q, k, v) = generate(&spec).tensors::<B>(&device);
-            let geometry = Geometry::new(n_q, n_k, offset).unwrap();
-            let scale = 1.0 / (d as f64).sqrt();
-            let index = build_index(&q, &k, &patterns(heads, n_k), &geometry, scale);
-            let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
-            let got = host(&B::attention_with_index(q, k, v, &index, scale, true).unwrap());
-            assert_close(
-                &got,
-                &expected,
-                &format!("cpu engine vs reference, case {:?}, {kind:?}", GRID[i]),
-            );
-        }
-    }
+    common::check_grid::<B>(GRID, 2000, "cpu engine", &engine);
 }
 
 #[test]
 fn cpu_engine_handles_edge_indices() {
-    let (spec, index, scale) = common::edge_case();
-    let (q, k, v) = generate(&spec).tensors::<B>(&Default::default());
-    let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
-    let got = host(&B::attention_with_index(q, k, v, &index, scale, true).unwrap());
-    assert_close(&got, &expected, "cpu engine, hand-made index");
+    common::check_edge_case::<B>("cpu engine, hand-made index", &engine);
 }
 
 /// A non-contiguous input (a transposed view) is read in logical order, not memory order.

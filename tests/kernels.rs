@@ -7,9 +7,9 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{assert_close, host, patterns, Case};
+use common::{assert_close, host, Case};
 use minference::cube;
-use minference::reference::{attention_with_index, build_index};
+use minference::reference::attention_with_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{BlockSelection, Geometry, SparseIndex};
 
@@ -49,46 +49,13 @@ fn kernel(
 
 #[test]
 fn kernel_equals_reference() {
-    let device = Default::default();
-    for (i, &(batch, heads, kv_heads, n_q, n_k, offset, d)) in GRID.iter().enumerate() {
-        for kind in [InputKind::Random, InputKind::Structured] {
-            let spec = SyntheticSpec {
-                batch,
-                heads,
-                kv_heads,
-                n_queries: n_q,
-                n_keys: n_k,
-                query_offset: offset,
-                head_dim: d,
-                kind,
-                seed: 1000 + i as u64,
-            };
-            let (q, k, v) = generate(&spec).tensors::<B>(&device);
-            let geometry = Geometry::new(n_q, n_k, offset).unwrap();
-            let scale = 1.0 / (d as f64).sqrt();
-            let index = build_index(&q, &k, &patterns(heads, n_k), &geometry, scale);
-            let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
-            let got = kernel(q, k, v, &index, scale);
-            assert_close(
-                &got,
-                &expected,
-                &format!("portable kernel vs reference, case {:?}, {kind:?}", GRID[i]),
-            );
-        }
-    }
+    common::check_grid::<B>(GRID, 1000, "portable kernel", &kernel);
 }
 
 /// The hand-made edge index of [`common::edge_case`].
 #[test]
 fn kernel_handles_edge_indices() {
-    let (spec, index, scale) = common::edge_case();
-    let (q, k, v) = generate(&spec).tensors::<B>(&Default::default());
-    let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
-    assert_close(
-        &kernel(q, k, v, &index, scale),
-        &expected,
-        "hand-made index",
-    );
+    common::check_edge_case::<B>("hand-made index", &kernel);
 }
 
 /// The lavapipe defect (README, Known issues): head_dim 64, one query block over 8 tiles.

@@ -149,3 +149,55 @@ pub fn edge_case() -> (SyntheticSpec, SparseIndex, f64) {
     index.check_invariants().unwrap();
     (spec, index, 0.125)
 }
+
+/// An engine under test: attention of q/k/v under an index with a scale, as host values.
+pub type Engine<'a, B> =
+    dyn Fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, &SparseIndex, f64) -> Vec<f64> + 'a;
+
+/// Checks `engine` against the Burn-ops reference on every case of `grid`, random and
+/// structured inputs, with the [`patterns`] cycle (seeds `seed_base + case`).
+pub fn check_grid<B: minference::SparseAttentionBackend>(
+    grid: &[Case],
+    seed_base: u64,
+    what: &str,
+    engine: &Engine<'_, B>,
+) {
+    use minference::reference::{attention_with_index, build_index};
+    let device = Default::default();
+    for (i, &(batch, heads, kv_heads, n_q, n_k, offset, d)) in grid.iter().enumerate() {
+        for kind in [InputKind::Random, InputKind::Structured] {
+            let spec = SyntheticSpec {
+                batch,
+                heads,
+                kv_heads,
+                n_queries: n_q,
+                n_keys: n_k,
+                query_offset: offset,
+                head_dim: d,
+                kind,
+                seed: seed_base + i as u64,
+            };
+            let (q, k, v) = minference::synthetic::generate(&spec).tensors::<B>(&device);
+            let geometry = Geometry::new(n_q, n_k, offset).unwrap();
+            let scale = 1.0 / (d as f64).sqrt();
+            let index = build_index(&q, &k, &patterns(heads, n_k), &geometry, scale);
+            let expected = host(&attention_with_index(&q, &k, &v, &index, scale));
+            let got = engine(q, k, v, &index, scale);
+            assert_close(
+                &got,
+                &expected,
+                &format!("{what} vs reference, case {:?}, {kind:?}", grid[i]),
+            );
+        }
+    }
+}
+
+/// Checks `engine` against the reference on the hand-made [`edge_case`] index.
+pub fn check_edge_case<B: minference::SparseAttentionBackend>(what: &str, engine: &Engine<'_, B>) {
+    let (spec, index, scale) = edge_case();
+    let (q, k, v) = minference::synthetic::generate(&spec).tensors::<B>(&Default::default());
+    let expected = host(&minference::reference::attention_with_index(
+        &q, &k, &v, &index, scale,
+    ));
+    assert_close(&engine(q, k, v, &index, scale), &expected, what);
+}
