@@ -264,8 +264,9 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
             for (name, path) in [
                 ("portable", Path::Portable),
                 ("tensor-core", Path::TensorCore),
+                ("mma", Path::Mma),
             ] {
-                if path == Path::TensorCore && d % 16 != 0 {
+                if path != Path::Portable && d % 16 != 0 {
                     continue;
                 }
                 check_case::<half::bf16>(
@@ -423,35 +424,49 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
             let (q, k, v) = (bf16(q), bf16(k), bf16(v));
             assert_eq!(q.dtype(), burn::tensor::DType::BF16);
             let g = Geometry::new(n, n, None).unwrap();
-            for pattern in [
-                Pattern::Dense,
-                Pattern::BlockSparse { top_k: 100 },
-                Pattern::VerticalSlash {
-                    vertical: 1000,
-                    slash: 6096,
-                },
+            for (pattern, path) in [
+                (Pattern::Dense, None),
+                (Pattern::Dense, Some(Path::TensorCore)),
+                (Pattern::BlockSparse { top_k: 100 }, None),
+                (
+                    Pattern::VerticalSlash {
+                        vertical: 1000,
+                        slash: 6096,
+                    },
+                    None,
+                ),
             ] {
+                // The shared-memory `cmma` path is timed once, at the smallest size, for the ratio.
+                if path.is_some() && n != sizes[0] {
+                    continue;
+                }
                 let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
                 let start = Instant::now();
                 let index = build_index(&q, &k, &patterns, &g, scale);
                 let index_ms = start.elapsed().as_secs_f64() * 1e3;
-                let repeats = if n >= 131072 { 3 } else { 5 };
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+                let handles = cube::upload_index(&prim(&q).client, &index);
+                let repeats = if n >= 131072 { 3 } else { 5 };
                 let ms = time_ms(device, repeats, || {
-                    cube::attention_with_index(
+                    cube::attention_with_handles(
                         prim(&q),
                         prim(&k),
                         prim(&v),
                         &index,
+                        &handles,
                         scale,
-                        None,
+                        path,
                         false,
                     )
                     .unwrap();
                 });
                 let flops = index.computed_tiles() as f64 * 64.0 * 64.0 * d as f64 * 4.0;
+                let label = match path {
+                    Some(Path::TensorCore) => format!("{pattern} [cmma path]"),
+                    _ => pattern.to_string(),
+                };
                 let record = Record {
-                    pattern: pattern.to_string(),
+                    pattern: label,
                     n,
                     input,
                     ms,

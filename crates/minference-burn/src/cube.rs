@@ -53,6 +53,23 @@ fn output<R: CubeRuntime>(like: &CubeTensor<R>, poison: bool) -> CubeTensor<R> {
     CubeTensor::new_contiguous(client, like.device.clone(), shape, handle, like.dtype)
 }
 
+/// The index on `client`'s device, for callers that launch several times with one index
+/// (benchmarks: the upload is then paid once).
+pub fn upload_index<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    index: &SparseIndex,
+) -> IndexHandles {
+    IndexHandles::upload(
+        client,
+        &index.block_count,
+        &index.block_offset,
+        &index.column_count,
+        &index.column_index,
+        index.max_blocks,
+        index.max_columns,
+    )
+}
+
 /// Runs the sparse flash kernel on device tensors; `path` defaults to the fastest this device
 /// offers for the dtype.
 pub fn attention_with_index<R: CubeRuntime>(
@@ -60,6 +77,23 @@ pub fn attention_with_index<R: CubeRuntime>(
     k: CubeTensor<R>,
     v: CubeTensor<R>,
     index: &SparseIndex,
+    scale: f64,
+    path: Option<Path>,
+    poison: bool,
+) -> Result<CubeTensor<R>> {
+    let handles = upload_index(&q.client, index);
+    attention_with_handles(q, k, v, index, &handles, scale, path, poison)
+}
+
+/// [`attention_with_index`] with the index already on the device (`handles` from
+/// [`upload_index`] of the same `index`, which still supplies the geometry checked here).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with_handles<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    index: &SparseIndex,
+    handles: &IndexHandles,
     scale: f64,
     path: Option<Path>,
     poison: bool,
@@ -99,26 +133,17 @@ pub fn attention_with_index<R: CubeRuntime>(
         head_dim,
         scale: scale as f32,
     };
-    let handles = IndexHandles::upload(
-        &client,
-        &index.block_count,
-        &index.block_offset,
-        &index.column_count,
-        &index.column_index,
-        index.max_blocks,
-        index.max_columns,
-    );
     let path = path.unwrap_or_else(|| path_for(&client, q.dtype, head_dim));
     let out = output(&q, poison);
     let q_dtype = q.dtype;
     let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
     let result = match q_dtype {
-        DType::F32 => sparse_flash::launch::<R, f32>(&client, q, k, v, o, &handles, &problem, path),
+        DType::F32 => sparse_flash::launch::<R, f32>(&client, q, k, v, o, handles, &problem, path),
         DType::F16 => {
-            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, &handles, &problem, path)
+            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, handles, &problem, path)
         }
         DType::BF16 => {
-            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, &handles, &problem, path)
+            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, handles, &problem, path)
         }
         other => {
             return Err(MinferenceError::Unsupported(format!(
@@ -145,6 +170,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
             return "reference (CubeCL kernels are off by default on wgpu, see README: Known issues)";
         }
         match path_for(&client, F::dtype(), 128) {
+            Path::Mma => "cubecl mma register kernel",
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }

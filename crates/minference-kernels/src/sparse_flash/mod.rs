@@ -4,6 +4,7 @@
 //! tiles, then its gathered columns in chunks, keeping the running max, sum and output in fp32.
 //! Query head `h` reads KV head `h / group`, so grouped-query attention needs no copy of K/V.
 
+mod mma;
 mod portable;
 mod tensor_core;
 
@@ -92,8 +93,13 @@ impl IndexHandles {
 pub enum Path {
     /// Scalar fp32 arithmetic from shared memory: any device, any float type.
     Portable,
-    /// Cooperative matrix (`cmma` 16×16×16) products with fp32 accumulation: f16/bf16 only.
+    /// Cooperative matrix (`cmma` 16×16×16) products with fp32 accumulation, softmax through
+    /// shared memory: f16/bf16, head dims that are multiples of 16.
     TensorCore,
+    /// Manual `mma.m16n8k16` products with the scores, softmax and output in registers
+    /// (FlashAttention-2's structure): f16/bf16, head dims 16..=128 in steps of 16, inputs whose
+    /// head dimension is contiguous (16-byte loads).
+    Mma,
 }
 
 /// True when `client`'s device has 16×16×16 cooperative matrices for `elem` inputs with f32
@@ -112,18 +118,58 @@ pub fn tensor_cores_for<R: Runtime>(client: &ComputeClient<R>, elem: StorageType
         })
 }
 
-/// The fastest path this device offers for `F`.
-pub fn best_path<R: Runtime, F: CubePrimitive>(client: &ComputeClient<R>, head_dim: usize) -> Path {
-    let elem = F::as_type_native_unchecked().storage_type();
-    let half = matches!(
+/// True when `client`'s device has `mma.m16n8k16` for `elem` inputs with f32 accumulators and a
+/// 32-wide plane (the register kernel's fragment layout).
+pub fn manual_mma_for<R: Runtime>(client: &ComputeClient<R>, elem: StorageType) -> bool {
+    let props = client.properties();
+    let plane_ok = props.hardware.plane_size_min == 32 && props.hardware.plane_size_max == 32;
+    plane_ok
+        && client.features().matmul.mma.contains(&MmaConfig {
+            a_type: elem,
+            b_type: elem,
+            cd_type: ElemType::Float(FloatKind::F32).into(),
+            m: 16,
+            k: 16,
+            n: 8,
+        })
+}
+
+fn is_half(elem: StorageType) -> bool {
+    matches!(
         elem.elem_type(),
         ElemType::Float(FloatKind::F16 | FloatKind::BF16)
-    );
-    if half && head_dim.is_multiple_of(16) && head_dim <= 256 && tensor_cores_for(client, elem) {
+    )
+}
+
+/// The fastest path this device offers for `F` at this head dimension, assuming inputs whose
+/// head dimension is contiguous ([`launch`] falls back from [`Path::Mma`] to
+/// [`Path::TensorCore`] for other layouts).
+pub fn best_path<R: Runtime, F: CubePrimitive>(client: &ComputeClient<R>, head_dim: usize) -> Path {
+    let elem = F::as_type_native_unchecked().storage_type();
+    let half = is_half(elem);
+    if half && head_dim.is_multiple_of(16) && head_dim <= 128 && manual_mma_for(client, elem) {
+        Path::Mma
+    } else if half
+        && head_dim.is_multiple_of(16)
+        && head_dim <= 256
+        && tensor_cores_for(client, elem)
+    {
         Path::TensorCore
     } else {
         Path::Portable
     }
+}
+
+/// Whether a binding can be read with 16-byte loads of `elem_size`-byte elements: a contiguous
+/// last dimension and every other stride and the start a multiple of 16 bytes.
+fn wide_loads<R: Runtime>(t: &TensorBinding<R>, elem_size: usize) -> bool {
+    let lanes = 16 / elem_size;
+    let strides = &t.strides;
+    let rank = strides.len();
+    rank == 4
+        && strides[rank - 1] == 1
+        && strides[..rank - 1].iter().all(|s| s.is_multiple_of(lanes))
+        && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
 }
 
 /// Keys per shared-memory chunk of the portable kernel: the largest power of two that keeps the
@@ -215,22 +261,29 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             CubeDim::new_1d(BLOCK as u32),
             portable_chunk(p.head_dim)
         ),
-        Path::TensorCore => {
+        Path::TensorCore | Path::Mma => {
             let elem = F::as_type_native_unchecked().storage_type();
-            let half = matches!(
-                elem.elem_type(),
-                ElemType::Float(FloatKind::F16 | FloatKind::BF16)
-            );
             if !p.head_dim.is_multiple_of(16) {
                 return Err(KernelError::HeadDim(p.head_dim));
             }
-            if !half {
+            if !is_half(elem) {
                 return Err(KernelError::NoTensorCores);
             }
-            launch_kernel!(
-                tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,
-                CubeDim::new_2d(32, 4)
-            )
+            let size = elem.size();
+            let registers = path == Path::Mma
+                && p.head_dim <= 128
+                && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
+            if registers {
+                launch_kernel!(
+                    mma::sparse_flash_mma::launch_unchecked::<F, R>,
+                    CubeDim::new_2d(32, 4)
+                )
+            } else {
+                launch_kernel!(
+                    tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,
+                    CubeDim::new_2d(32, 4)
+                )
+            }
         }
     }
     Ok(())
