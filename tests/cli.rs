@@ -66,6 +66,12 @@ fn bad_input_gets_a_message_and_a_failure_status() {
     assert!(!ok && stderr.contains("truncated"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 
+    let (ok, _, stderr) = minference(&["generate", "hi", "--precision", "bf16"]);
+    assert!(
+        !ok && stderr.contains("--precision bf16 is for CUDA; the CPU device runs f32"),
+        "{stderr}"
+    );
+
     let (ok, _, stderr) = minference(&["eval", "--tasks", "sudoku"]);
     assert!(
         !ok && stderr.contains("unknown task \"sudoku\""),

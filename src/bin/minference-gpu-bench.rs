@@ -7,7 +7,14 @@
 //!    Block-Sparse top-100 and Vertical-Slash (1000, 6096), with TFLOP/s on computed tiles.
 //!
 //! ```text
-//! minference-gpu-bench [--sizes 16384,32768] [--skip-checks] [--json FILE]
+//! minference-gpu-bench [--sizes 16384,32768|none] [--skip-checks] [--json FILE]
+//!                      [--llama 32768,131072]
+//! ```
+//!
+//! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
+//! first token, dense vs Vertical-Slash everywhere).
+//!
+//! ```text
 //! ```
 
 use burn::tensor::activation::softmax;
@@ -146,7 +153,7 @@ fn check_case<F: burn_cubecl::FloatElement + Element>(
     device: &Device,
     spec: &SyntheticSpec,
     patterns: &LayerPatterns,
-    path: Path,
+    path: Option<Path>,
     label: &str,
     rows: &mut Vec<String>,
     ok: &mut bool,
@@ -164,15 +171,16 @@ fn check_case<F: burn_cubecl::FloatElement + Element>(
     let (ql, kl, vl) = (to(&draw.q), to(&draw.k), to(&draw.v));
     assert_eq!(ql.dtype(), F::dtype(), "inputs in the checked precision");
     let prim = |t: Tensor<Cuda<F>, 4>| t.into_primitive().tensor();
-    let result = cube::attention_with_index(
-        prim(ql.clone()),
-        prim(kl.clone()),
-        prim(vl.clone()),
-        &index,
-        scale,
-        Some(path),
-        true,
-    );
+    let (qp, kp, vp) = (prim(ql.clone()), prim(kl.clone()), prim(vl.clone()));
+    // `path: None`: the index-free causal kernel (the case's patterns are all dense).
+    let result = match path {
+        Some(path) => cube::attention_with_index(qp, kp, vp, &index, scale, Some(path), true),
+        None => cube::causal_attention(qp, kp, vp, &g, scale).and_then(|out| {
+            out.ok_or_else(|| {
+                minference::MinferenceError::Unsupported("no index-free causal path".into())
+            })
+        }),
+    };
     let line = match result {
         Err(e) => {
             *ok = false;
@@ -256,7 +264,7 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                 device,
                 &spec,
                 &patterns,
-                Path::Portable,
+                Some(Path::Portable),
                 &format!("f32  portable {shape}"),
                 &mut rows,
                 &mut ok,
@@ -273,7 +281,7 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                     device,
                     &spec,
                     &patterns,
-                    path,
+                    Some(path),
                     &format!("bf16 {name} {shape}"),
                     &mut rows,
                     &mut ok,
@@ -282,13 +290,50 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                     device,
                     &spec,
                     &patterns,
-                    path,
+                    Some(path),
                     &format!("f16  {name} {shape}"),
                     &mut rows,
                     &mut ok,
                 );
             }
         }
+    }
+    // The index-free causal kernel, on the grid's shapes its path takes.
+    for &(batch, heads, kv_heads, n_q, n_k, offset, d) in grid {
+        if d % 16 != 0 {
+            continue;
+        }
+        let spec = SyntheticSpec {
+            batch,
+            heads,
+            kv_heads,
+            n_queries: n_q,
+            n_keys: n_k,
+            query_offset: offset,
+            head_dim: d,
+            kind: InputKind::Random,
+            seed: 78,
+        };
+        let dense = LayerPatterns::uniform(Pattern::Dense, heads).unwrap();
+        let shape = format!("b{batch} h{heads}/{kv_heads} n{n_q}/{n_k} d{d}");
+        check_case::<half::bf16>(
+            device,
+            &spec,
+            &dense,
+            None,
+            &format!("bf16 causal (no index) {shape}"),
+            &mut rows,
+            &mut ok,
+        );
+        check_case::<half::f16>(
+            device,
+            &spec,
+            &dense,
+            None,
+            &format!("f16  causal (no index) {shape}"),
+            &mut rows,
+            &mut ok,
+        );
     }
     (rows, ok)
 }
@@ -352,6 +397,90 @@ fn fused_check(device: &Device) -> (String, bool) {
         ),
         ok,
     )
+}
+
+/// The device's Vertical-Slash scores against the Burn-ops estimate on the same (bf16) inputs.
+fn score_checks(device: &Device) -> (Vec<String>, bool) {
+    type B = Cuda<half::bf16>;
+    let mut rows = Vec::new();
+    let mut ok = true;
+    for &(heads, kv_heads, n_q, n_k, offset, d) in &[
+        (4usize, 2usize, 1usize, 1usize, None, 64usize),
+        (4, 1, 65, 300, Some(100), 128),
+        (8, 2, 4096, 4096, None, 128),
+        (4, 4, 1000, 1000, None, 96),
+    ] {
+        let spec = SyntheticSpec {
+            batch: 2,
+            heads,
+            kv_heads,
+            n_queries: n_q,
+            n_keys: n_k,
+            query_offset: offset,
+            head_dim: d,
+            kind: InputKind::Structured,
+            seed: 9,
+        };
+        let (q, k, _) = generate(&spec).tensors::<B>(device);
+        let bf16 = |t: Tensor<B, 4>| t.cast(burn::tensor::FloatDType::BF16);
+        let (q, k) = (bf16(q), bf16(k));
+        let g = Geometry::new(n_q, n_k, offset).unwrap();
+        let scale = 1.0 / (d as f64).sqrt();
+        let want = minference::estimate::vertical_slash::scores(&q, &k, &g, scale);
+        let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+        let got = cube::vertical_slash_scores(prim(&q), prim(&k), &g, scale).unwrap();
+        let rel = |a: &[f32], b: &[f32]| {
+            let top = b.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+            max_err(a, b) / top.max(1e-30)
+        };
+        let (v, sl) = (
+            rel(&got.vertical, &want.vertical),
+            rel(&got.slash, &want.slash),
+        );
+        let pass = v <= 1e-3 && sl <= 1e-3;
+        ok &= pass;
+        let line = format!(
+            "vs scores h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: vertical {v:.1e} slash {sl:.1e} (≤ 1e-3 of max) {}",
+            if pass { "ok" } else { "FAIL" }
+        );
+        println!("{line}");
+        rows.push(line);
+
+        // Block-Sparse picks: same counts, forced blocks in, host scores of the picks equal to
+        // the host selection's up to rounding ties.
+        use minference::estimate::block_sparse;
+        for top_k in [3usize, 16] {
+            let host = block_sparse::scores(&q, &k, &g, scale);
+            let picks = cube::block_sparse_picks(prim(&q), prim(&k), &g, top_k, scale)
+                .unwrap()
+                .expect("within reach");
+            let (mut rows_ok, mut worst) = (true, 0f64);
+            for bh in 0..2 * heads {
+                for m in 0..g.query_blocks() {
+                    let row = host.row(bh, m);
+                    let want: Vec<u32> = block_sparse::select(row, &g, m, top_k)
+                        .iter()
+                        .map(|b| b * 64)
+                        .collect();
+                    let got = picks.row(bh, m);
+                    let total =
+                        |t: &[u32]| -> f64 { t.iter().map(|&x| row[x as usize / 64] as f64).sum() };
+                    let (a, b) = (total(got), total(&want));
+                    let rel = (a - b).abs() / (a.abs() + b.abs() + 1.0);
+                    worst = worst.max(rel);
+                    rows_ok &= got.len() == want.len() && got.is_sorted() && rel <= 1e-5;
+                }
+            }
+            ok &= rows_ok;
+            let line = format!(
+                "bs picks top{top_k} h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: worst score-sum gap {worst:.1e} {}",
+                if rows_ok { "ok" } else { "FAIL" }
+            );
+            println!("{line}");
+            rows.push(line);
+        }
+    }
+    (rows, ok)
 }
 
 struct Record {
@@ -424,6 +553,31 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
             let (q, k, v) = (bf16(q), bf16(k), bf16(v));
             assert_eq!(q.dtype(), burn::tensor::DType::BF16);
             let g = Geometry::new(n, n, None).unwrap();
+            {
+                // Causal dense with no index at all (what dense layers of the model run).
+                let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+                let repeats = if n >= 131072 { 3 } else { 5 };
+                let ms = time_ms(device, repeats, || {
+                    cube::causal_attention(prim(&q), prim(&k), prim(&v), &g, scale)
+                        .unwrap()
+                        .expect("the mma path runs here");
+                });
+                let flops = 4.0 * heads as f64 * d as f64 * (n as f64) * (n as f64 + 64.0) / 2.0;
+                let record = Record {
+                    pattern: "dense (causal, no index)".into(),
+                    n,
+                    input,
+                    ms,
+                    tflops: flops / ms / 1e9,
+                    density: 1.0,
+                    index_ms: 0.0,
+                };
+                println!(
+                    "{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s",
+                    n, input, record.pattern, ms, record.tflops
+                );
+                records.push(record);
+            }
             for (pattern, path) in [
                 (Pattern::Dense, None),
                 (Pattern::Dense, Some(Path::TensorCore)),
@@ -442,7 +596,12 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
                 }
                 let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
                 let start = Instant::now();
-                let index = build_index(&q, &k, &patterns, &g, scale);
+                // The backend's estimator: Vertical-Slash scores on the device, top-k and
+                // conversion on the host.
+                let index = <B as minference::SparseAttentionBackend>::build_index(
+                    &q, &k, &patterns, g, scale,
+                )
+                .unwrap();
                 let index_ms = start.elapsed().as_secs_f64() * 1e3;
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
                 let handles = cube::upload_index(&prim(&q).client, &index);
@@ -474,12 +633,89 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
                     density: index.density(),
                     index_ms,
                 };
-                println!("{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s  density {:>5.1}%  (host index {:.0} ms)", n, input, record.pattern, ms, record.tflops, record.density * 100.0, index_ms);
+                println!("{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s  density {:>5.1}%  (index {:.0} ms)", n, input, record.pattern, ms, record.tflops, record.density * 100.0, index_ms);
                 records.push(record);
             }
         }
     }
     records
+}
+
+/// Time to first token of a random-weight Llama-3.1-8B-shaped model (bf16): dense, every head
+/// on Block-Sparse top-100, and every head on Vertical-Slash (1000, 6096) (MInference's default
+/// head), one pre-fill each after a warm-up pre-fill of every setting (kernel compilation and
+/// matmul autotuning are not timed).
+fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
+    use minference::llama::{KvCache, Llama, LlamaConfig, Logits, PrefillOptions};
+    type B = Cuda<half::bf16>;
+    let longest = sizes.iter().copied().max().unwrap_or(0);
+    let config = LlamaConfig::llama3_8b(longest.max(8192));
+    let shape = config.pattern_shape();
+    let layers = config.layers;
+    let vocab = config.vocab as u64;
+    let start = Instant::now();
+    let model = Llama::<B>::random(config, device).expect("model");
+    <B as Backend>::sync(device).unwrap();
+    println!(
+        "llama3-8b-shaped (random bf16 weights) built in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let uniform = |pattern| {
+        PrefillOptions::sparse(minference::PatternConfig::uniform(pattern, shape).unwrap())
+    };
+    let settings = [
+        ("dense", PrefillOptions::dense()),
+        (
+            "block_sparse(top_k=100)",
+            uniform(Pattern::BlockSparse { top_k: 100 }),
+        ),
+        (
+            "vertical_slash(1000, 6096)",
+            uniform(Pattern::VerticalSlash {
+                vertical: 1000,
+                slash: 6096,
+            }),
+        ),
+    ];
+    // A fixed pseudo-random prompt (the time depends on the length only).
+    let prompt = |n: usize| -> Vec<u32> {
+        (0..n as u64)
+            .map(|i| ((i * 2_654_435_761 + 12_345) % vocab) as u32)
+            .collect()
+    };
+    let prefill = |tokens: &[u32], options: &PrefillOptions| {
+        let mut cache = KvCache::new(layers);
+        let start = Instant::now();
+        let out = model
+            .forward(tokens, &mut cache, options, Logits::Last, &mut |_, _| {})
+            .expect("forward");
+        let _ = out.logits.into_data();
+        let density = out.density.iter().sum::<f64>() / out.density.len() as f64;
+        (start.elapsed().as_secs_f64() * 1e3, density)
+    };
+    let warm = prompt(4096);
+    for (_, options) in &settings {
+        prefill(&warm, options);
+    }
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let tokens = prompt(n);
+        let mut dense_ms = 0.0;
+        for (name, options) in &settings {
+            let (ms, density) = prefill(&tokens, options);
+            if *name == "dense" {
+                dense_ms = ms;
+            }
+            let line = format!(
+                "llama3-8b e2e n={n:>7} {name:<28} time to first token {ms:>10.1} ms  mean density {:>5.1}%  dense/this {:.2}x",
+                density * 100.0,
+                dense_ms / ms
+            );
+            println!("{line}");
+            rows.push(line);
+        }
+    }
+    rows
 }
 
 fn main() {
@@ -491,6 +727,7 @@ fn main() {
             .cloned()
     };
     let sizes: Vec<usize> = value("--sizes")
+        .filter(|s| s != "none")
         .map(|s| {
             s.split(',')
                 .map(|x| x.parse().expect("--sizes takes numbers"))
@@ -509,11 +746,24 @@ fn main() {
         let (line, fused_ok) = fused_check(&device);
         println!("{line}");
         rows.push(line);
-        ok = pass && fused_ok;
+        let (score_rows, scores_ok) = score_checks(&device);
+        rows.extend(score_rows);
+        ok = pass && fused_ok && scores_ok;
         check_rows = rows;
         println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
     }
-    let records = sweep(&device, &sizes);
+    if let Some(llama) = value("--llama") {
+        let sizes: Vec<usize> = llama
+            .split(',')
+            .map(|x| x.parse().expect("--llama takes numbers"))
+            .collect();
+        llama_e2e(&device, &sizes);
+    }
+    let records = if value("--sizes").as_deref() == Some("none") {
+        Vec::new()
+    } else {
+        sweep(&device, &sizes)
+    };
     if let Some(path) = value("--json") {
         let json: Vec<String> = records
             .iter()

@@ -52,6 +52,20 @@ pub trait SparseAttentionBackend: Backend {
         Ok(reference::attention_with_index(&q, &k, &v, index, scale))
     }
 
+    /// Causal dense attention (every head [`crate::Pattern::Dense`]). Backends with an
+    /// index-free dense kernel override this; the default builds the dense index.
+    fn causal_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        let patterns = LayerPatterns::uniform(crate::Pattern::Dense, q.dims()[1])?;
+        let index = Self::build_index(&q, &k, &patterns, geometry, scale)?;
+        Self::attention_with_index(q, k, v, &index, scale, false)
+    }
+
     /// Causal attention of `q` over `k`/`v` under each head's pattern.
     fn sparse_attention_forward(
         q: Tensor<Self, 4>,
@@ -61,6 +75,9 @@ pub trait SparseAttentionBackend: Backend {
         geometry: Geometry,
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
+        if patterns.all_dense() {
+            return Self::causal_attention(q, k, v, geometry, scale);
+        }
         let index = Self::build_index(&q, &k, patterns, geometry, scale)?;
         Self::attention_with_index(q, k, v, &index, scale, false)
     }

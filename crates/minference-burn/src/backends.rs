@@ -6,7 +6,8 @@
 
 use crate::attention::SparseAttentionBackend;
 use crate::error::Result;
-use crate::index::SparseIndex;
+use crate::index::{Geometry, SparseIndex};
+use crate::pattern::LayerPatterns;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -17,7 +18,9 @@ use std::marker::PhantomData;
 #[derive(Debug)]
 struct SparseAttentionOp<B> {
     desc: CustomOpIr,
-    index: SparseIndex,
+    /// `None`: causal dense attention over `geometry` ([`SparseAttentionBackend::causal_attention`]).
+    index: Option<SparseIndex>,
+    geometry: Geometry,
     scale: f64,
     poison: bool,
     backend: PhantomData<B>,
@@ -39,8 +42,11 @@ impl<B: FusionBackend + SparseAttentionBackend> Operation<B::FusionRuntime>
         let (q, k, v) = (tensor(q, handles), tensor(k, handles), tensor(v, handles));
         // Shapes and the index were checked before the op was registered, so the inner op can
         // only fail on a device fault, which a fusion stream has no way to report but panicking.
-        let result = B::attention_with_index(q, k, v, &self.index, self.scale, self.poison)
-            .expect("sparse attention kernel failed inside a fusion stream");
+        let result = match &self.index {
+            Some(index) => B::attention_with_index(q, k, v, index, self.scale, self.poison),
+            None => B::causal_attention(q, k, v, self.geometry, self.scale),
+        }
+        .expect("sparse attention kernel failed inside a fusion stream");
         handles.register_float_tensor::<B>(&out.id, result.into_primitive().tensor());
     }
 }
@@ -48,6 +54,24 @@ impl<B: FusionBackend + SparseAttentionBackend> Operation<B::FusionRuntime>
 impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusion<B> {
     fn engine(device: &Self::Device) -> &'static str {
         B::engine(device)
+    }
+
+    /// The inner backend estimates (its scoring kernels run on the resolved tensors).
+    fn build_index(
+        q: &Tensor<Self, 4>,
+        k: &Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<SparseIndex> {
+        let inner = |t: &Tensor<Self, 4>| {
+            let t = t.clone().into_primitive().tensor();
+            let client = t.client.clone();
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(
+                client.resolve_tensor_float::<B>(t),
+            ))
+        };
+        B::build_index(&inner(q), &inner(k), patterns, geometry, scale)
     }
 
     fn attention_with_index(
@@ -58,31 +82,66 @@ impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusio
         scale: f64,
         poison: bool,
     ) -> Result<Tensor<Self, 4>> {
-        let (q, k, v) = (
-            q.into_primitive().tensor(),
-            k.into_primitive().tensor(),
-            v.into_primitive().tensor(),
-        );
-        let client = q.client.clone();
-        let streams = OperationStreams::with_inputs([&q, &k, &v]);
-        let out = TensorIr::uninit(client.create_empty_handle(), q.shape.clone(), q.dtype);
-        let desc = CustomOpIr::new(
-            "minference_sparse_attention",
-            &[q.into_ir(), k.into_ir(), v.into_ir()],
-            &[out],
-        );
-        let op = SparseAttentionOp::<B> {
-            desc: desc.clone(),
-            index: index.clone(),
+        let geometry = index.geometry;
+        Ok(register_attention::<B>(
+            q,
+            k,
+            v,
+            Some(index.clone()),
+            geometry,
             scale,
             poison,
-            backend: PhantomData,
-        };
-        let out = client
-            .register(streams, OperationIr::Custom(desc), op)
-            .output();
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+        ))
     }
+
+    fn causal_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        Ok(register_attention::<B>(
+            q, k, v, None, geometry, scale, false,
+        ))
+    }
+}
+
+/// Registers the attention as one custom operation of the fusion stream.
+fn register_attention<B: FusionBackend + SparseAttentionBackend>(
+    q: Tensor<Fusion<B>, 4>,
+    k: Tensor<Fusion<B>, 4>,
+    v: Tensor<Fusion<B>, 4>,
+    index: Option<SparseIndex>,
+    geometry: Geometry,
+    scale: f64,
+    poison: bool,
+) -> Tensor<Fusion<B>, 4> {
+    let (q, k, v) = (
+        q.into_primitive().tensor(),
+        k.into_primitive().tensor(),
+        v.into_primitive().tensor(),
+    );
+    let client = q.client.clone();
+    let streams = OperationStreams::with_inputs([&q, &k, &v]);
+    let out = TensorIr::uninit(client.create_empty_handle(), q.shape.clone(), q.dtype);
+    let desc = CustomOpIr::new(
+        "minference_sparse_attention",
+        &[q.into_ir(), k.into_ir(), v.into_ir()],
+        &[out],
+    );
+    let op = SparseAttentionOp::<B> {
+        desc: desc.clone(),
+        index,
+        geometry,
+        scale,
+        poison,
+        backend: PhantomData,
+    };
+    let out = client
+        .register(streams, OperationIr::Custom(desc), op)
+        .output();
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 #[cfg(feature = "ndarray")]

@@ -3,11 +3,16 @@
 
 use crate::attention::SparseAttentionBackend;
 use crate::error::{MinferenceError, Result};
-use crate::index::SparseIndex;
+use crate::estimate::block_sparse::BlockPicks;
+use crate::estimate::vertical_slash::VerticalSlashScores;
+use crate::index::{Geometry, SparseIndex};
+use crate::pattern::LayerPatterns;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::CubeElement;
+use minference_kernels::estimate::block_sparse::{self as bs_kernels, SelectProblem};
+use minference_kernels::estimate::vertical_slash::{self as vs_kernels, ScoreProblem};
 use minference_kernels::sparse_flash::{self, IndexHandles, Path, Problem};
 
 /// Which kernel path runs for `dtype` on `client`'s device.
@@ -138,13 +143,22 @@ pub fn attention_with_handles<R: CubeRuntime>(
     let q_dtype = q.dtype;
     let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
     let result = match q_dtype {
-        DType::F32 => sparse_flash::launch::<R, f32>(&client, q, k, v, o, handles, &problem, path),
+        DType::F32 => {
+            sparse_flash::launch::<R, f32>(&client, q, k, v, o, Some(handles), &problem, path)
+        }
         DType::F16 => {
-            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, handles, &problem, path)
+            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, Some(handles), &problem, path)
         }
-        DType::BF16 => {
-            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, handles, &problem, path)
-        }
+        DType::BF16 => sparse_flash::launch::<R, half::bf16>(
+            &client,
+            q,
+            k,
+            v,
+            o,
+            Some(handles),
+            &problem,
+            path,
+        ),
         other => {
             return Err(MinferenceError::Unsupported(format!(
                 "sparse attention kernels take f32, f16 or bf16 tensors, not {other:?}"
@@ -153,6 +167,156 @@ pub fn attention_with_handles<R: CubeRuntime>(
     };
     result.map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
     Ok(out)
+}
+
+/// Causal dense attention with the register kernel and no index, or `None` where that kernel
+/// cannot run (device, dtype, head dimension or layout): the caller then builds a dense index.
+pub fn causal_attention<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    geometry: &Geometry,
+    scale: f64,
+) -> Result<Option<CubeTensor<R>>> {
+    let client = q.client.clone();
+    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
+    let kv_heads = k.meta.shape().dims::<4>()[1];
+    if path_for(&client, q.dtype, head_dim) != Path::Mma || k.dtype != q.dtype || v.dtype != q.dtype
+    {
+        return Ok(None);
+    }
+    let problem = Problem {
+        batch,
+        heads,
+        kv_heads,
+        n_queries,
+        n_keys: geometry.n_keys,
+        query_offset: geometry.query_offset,
+        head_dim,
+        scale: scale as f32,
+    };
+    let out = output(&q, false);
+    let dtype = q.dtype;
+    let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
+    let result = match dtype {
+        DType::F16 => {
+            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, None, &problem, Path::Mma)
+        }
+        DType::BF16 => {
+            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, None, &problem, Path::Mma)
+        }
+        _ => return Ok(None),
+    };
+    match result {
+        Ok(()) => Ok(Some(out)),
+        Err(minference_kernels::KernelError::NoCausalDense) => Ok(None),
+        Err(e) => Err(MinferenceError::Unsupported(e.to_string())),
+    }
+}
+
+/// Block-Sparse picks of every head computed by the device kernels
+/// (`minference_kernels::estimate::block_sparse`): only the chosen blocks are read back. `None`
+/// past the kernel's reach (more than 4096 key blocks), where the host estimate runs instead.
+pub fn block_sparse_picks<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    geometry: &Geometry,
+    top_k: usize,
+    scale: f64,
+) -> Result<Option<BlockPicks>> {
+    let client = q.client.clone();
+    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
+    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
+    if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
+        return Err(MinferenceError::Shape {
+            what: "q/k",
+            got: vec![n_queries, n_keys],
+            expected: format!("the geometry's {geometry:?}"),
+        });
+    }
+    let problem = SelectProblem {
+        batch,
+        heads,
+        kv_heads,
+        n_queries,
+        n_keys,
+        query_offset: geometry.query_offset,
+        head_dim,
+        top_k,
+    };
+    if problem.key_blocks() > bs_kernels::MAX_KEY_BLOCKS {
+        return Ok(None);
+    }
+    let dtype = q.dtype;
+    let (qb, kb) = (q.binding(), k.binding());
+    let scale = scale as f32;
+    let handles = match dtype {
+        DType::F32 => bs_kernels::select_blocks::<R, f32>(&client, qb, kb, &problem, scale),
+        DType::F16 => bs_kernels::select_blocks::<R, half::f16>(&client, qb, kb, &problem, scale),
+        DType::BF16 => bs_kernels::select_blocks::<R, half::bf16>(&client, qb, kb, &problem, scale),
+        other => {
+            return Err(MinferenceError::Unsupported(format!(
+                "index estimation takes f32, f16 or bf16 tensors, not {other:?}"
+            )))
+        }
+    }
+    .map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    let read = |h| u32::from_bytes(&client.read_one_unchecked(h)).to_vec();
+    Ok(Some(BlockPicks {
+        query_blocks: problem.query_blocks(),
+        max_blocks: handles.max_blocks,
+        count: read(handles.block_count),
+        tiles: read(handles.block_offset),
+    }))
+}
+
+/// Vertical-Slash scores of every head computed by the device kernels
+/// (`minference_kernels::estimate`), read back for the host's top-k and conversion.
+pub fn vertical_slash_scores<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    geometry: &Geometry,
+    scale: f64,
+) -> Result<VerticalSlashScores> {
+    let client = q.client.clone();
+    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
+    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
+    let problem = ScoreProblem {
+        batch,
+        heads,
+        kv_heads,
+        n_queries,
+        n_keys,
+        query_offset: geometry.query_offset,
+        head_dim,
+    };
+    if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
+        return Err(MinferenceError::Shape {
+            what: "q/k",
+            got: vec![n_queries, n_keys],
+            expected: format!("the geometry's {geometry:?}"),
+        });
+    }
+    let dtype = q.dtype;
+    let (qb, kb) = (q.binding(), k.binding());
+    let handles = match dtype {
+        DType::F32 => vs_kernels::scores::<R, f32>(&client, qb, kb, &problem, scale as f32),
+        DType::F16 => vs_kernels::scores::<R, half::f16>(&client, qb, kb, &problem, scale as f32),
+        DType::BF16 => vs_kernels::scores::<R, half::bf16>(&client, qb, kb, &problem, scale as f32),
+        other => {
+            return Err(MinferenceError::Unsupported(format!(
+                "index estimation takes f32, f16 or bf16 tensors, not {other:?}"
+            )))
+        }
+    }
+    .map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    let read = |h| f32::from_bytes(&client.read_one_unchecked(h)).to_vec();
+    Ok(VerticalSlashScores {
+        vertical: read(handles.vertical),
+        slash: read(handles.slash),
+        n_keys,
+        diagonals: problem.diagonals(),
+    })
 }
 
 fn primitive<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
@@ -174,6 +338,84 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }
+    }
+
+    fn causal_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        if kernels_by_default(&R::client(&q.device())) {
+            let (qp, kp, vp) = (
+                primitive(q.clone()),
+                primitive(k.clone()),
+                primitive(v.clone()),
+            );
+            if let Some(out) = causal_attention(qp, kp, vp, &geometry, scale)? {
+                return Ok(Tensor::from_primitive(TensorPrimitive::Float(out)));
+            }
+        }
+        let heads = q.dims()[1];
+        let patterns = LayerPatterns::uniform(crate::Pattern::Dense, heads)?;
+        let index = Self::build_index(&q, &k, &patterns, geometry, scale)?;
+        Self::attention_with_index(q, k, v, &index, scale, false)
+    }
+
+    fn build_index(
+        q: &Tensor<Self, 4>,
+        k: &Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<SparseIndex> {
+        if !kernels_by_default(&R::client(&q.device())) {
+            return Ok(crate::reference::build_index(
+                q, k, patterns, &geometry, scale,
+            ));
+        }
+        let mut estimates = crate::reference::Estimates {
+            vertical_slash: patterns
+                .heads()
+                .iter()
+                .any(|p| matches!(p, crate::Pattern::VerticalSlash { .. }))
+                .then(|| {
+                    vertical_slash_scores(
+                        primitive(q.clone()),
+                        primitive(k.clone()),
+                        &geometry,
+                        scale,
+                    )
+                })
+                .transpose()?,
+            ..Default::default()
+        };
+        // One device selection per distinct budget; past the kernel's reach (> 256K keys) the
+        // host estimate runs for those heads.
+        let budgets: std::collections::BTreeSet<usize> = patterns
+            .heads()
+            .iter()
+            .filter_map(|p| match *p {
+                crate::Pattern::BlockSparse { top_k } => Some(top_k),
+                _ => None,
+            })
+            .collect();
+        for top_k in budgets {
+            let picks = block_sparse_picks(
+                primitive(q.clone()),
+                primitive(k.clone()),
+                &geometry,
+                top_k,
+                scale,
+            )?;
+            if let Some(picks) = picks {
+                estimates.block_sparse.insert(top_k, picks);
+            }
+        }
+        Ok(crate::reference::build_index_with(
+            q, k, patterns, &geometry, scale, estimates,
+        ))
     }
 
     fn attention_with_index(

@@ -12,6 +12,7 @@ use crate::pattern::{LayerPatterns, Pattern};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// Query rows per reference chunk (a multiple of the block size).
@@ -25,11 +26,36 @@ pub fn build_index<B: Backend>(
     geometry: &Geometry,
     scale: f64,
 ) -> SparseIndex {
+    build_index_with(q, k, patterns, geometry, scale, Estimates::default())
+}
+
+/// Estimates a backend computed with its own kernels; whatever is missing is computed by
+/// [`build_index_with`] with Burn ops.
+#[derive(Debug, Clone, Default)]
+pub struct Estimates {
+    /// Vertical-Slash scores of every head.
+    pub vertical_slash: Option<vertical_slash::VerticalSlashScores>,
+    /// Block-Sparse picks, by `top_k`.
+    pub block_sparse: HashMap<usize, block_sparse::BlockPicks>,
+}
+
+/// [`build_index`] with the estimates in `estimates` used as they are.
+pub fn build_index_with<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    patterns: &LayerPatterns,
+    geometry: &Geometry,
+    scale: f64,
+    estimates: Estimates,
+) -> SparseIndex {
     let [batch, heads, _, _] = q.dims();
-    let needs = |f: fn(&Pattern) -> bool| patterns.heads().iter().any(f);
-    let vs = needs(|p| matches!(p, Pattern::VerticalSlash { .. }))
-        .then(|| vertical_slash::scores(q, k, geometry, scale));
-    let bs = needs(|p| matches!(p, Pattern::BlockSparse { .. }))
+    let needs = |f: &dyn Fn(&Pattern) -> bool| patterns.heads().iter().any(f);
+    let vs = estimates.vertical_slash.or_else(|| {
+        needs(&|p| matches!(p, Pattern::VerticalSlash { .. }))
+            .then(|| vertical_slash::scores(q, k, geometry, scale))
+    });
+    let picks = estimates.block_sparse;
+    let bs = needs(&|p| matches!(p, Pattern::BlockSparse { top_k } if !picks.contains_key(top_k)))
         .then(|| block_sparse::scores(q, k, geometry, scale));
     let blocks = geometry.query_blocks();
     // One head's selections; heads are independent, so they are spread over the host's cores.
@@ -46,6 +72,15 @@ pub fn build_index<B: Backend>(
                     vertical_slash::select(scores.vertical_of(bh), scores.slash_of(bh), v, s);
                 (0..blocks)
                     .map(|m| vertical_slash_block(geometry, m, &columns, &diagonals))
+                    .collect()
+            }
+            Pattern::BlockSparse { top_k } if picks.contains_key(&top_k) => {
+                let chosen = &picks[&top_k];
+                (0..blocks)
+                    .map(|m| BlockSelection {
+                        tiles: chosen.row(bh, m).to_vec(),
+                        columns: Vec::new(),
+                    })
                     .collect()
             }
             Pattern::BlockSparse { top_k } => {

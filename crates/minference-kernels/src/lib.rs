@@ -7,8 +7,11 @@
 //! - [`sparse_flash`]: one flash-attention forward kernel over the unified sparse index
 //!   (64-wide key tiles with a causal mask inside + gathered single columns), online softmax
 //!   with fp32 statistics and accumulators, grouped-query heads read in place. Two paths: a
-//!   portable one (any device, any float) and a tensor-core one (`cmma`, f16/bf16).
+//!   portable one (any device, any float), a tensor-core one (`cmma`, f16/bf16) and a
+//!   register-resident one (manual `mma`, softmax in registers, f16/bf16).
+//! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores).
 
+pub mod estimate;
 pub mod sparse_flash;
 
 /// Rows of a query block and keys of a tile.
@@ -25,6 +28,9 @@ pub enum KernelError {
     /// The tensor-core path was requested where the device or dtype cannot run it.
     #[error("the tensor-core path needs f16/bf16 inputs on a device with 16x16x16 cmma support")]
     NoTensorCores,
+    /// Causal dense attention without an index was asked of a path or a layout that needs one.
+    #[error("index-free causal attention needs the mma path and inputs with a contiguous head dimension")]
+    NoCausalDense,
     /// Index arrays and problem disagree.
     #[error("index does not match the problem: {0}")]
     Index(String),

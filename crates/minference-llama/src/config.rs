@@ -61,6 +61,34 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// Llama 3.1 8B's published shape (32 layers, 4096 wide, 32 query / 8 KV heads of 128,
+    /// SwiGLU 14336, vocabulary 128256, RoPE base 500000 with Llama 3.1 scaling), with the
+    /// context set to `context` tokens: what the end-to-end GPU benchmark runs with random
+    /// weights ([`crate::Llama::random`]).
+    pub fn llama3_8b(context: usize) -> Self {
+        Self {
+            vocab: 128_256,
+            hidden: 4096,
+            intermediate: 14_336,
+            layers: 32,
+            heads: 32,
+            kv_heads: 8,
+            head_dim: 128,
+            rope_theta: 500_000.0,
+            rope_scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_context: 8192.0,
+            },
+            rms_eps: 1e-5,
+            context,
+            tied_embeddings: false,
+            bos: Some(128_000),
+            eos: vec![128_001, 128_009],
+        }
+    }
+
     /// Checks the values against each other (head counts, widths), naming `origin` in errors.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |reason: String| {

@@ -32,6 +32,28 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// Float type of weights and activations.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats (the CPU and Vulkan devices run only this).
+    F32,
+    /// bfloat16 (CUDA's default).
+    Bf16,
+    /// IEEE half precision.
+    F16,
+}
+
+/// Device and precision, shared by every command that runs a model.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Target {
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// Float type on CUDA (default bf16); the CPU and Vulkan run f32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+}
+
 /// Model and pattern options shared by the commands that run a model.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -53,9 +75,9 @@ pub struct ModelArgs {
     /// measured crossover of the device (1024 on the CPU, 16384 on GPUs).
     #[arg(long)]
     pub min_sparse_len: Option<usize>,
-    /// Where to run.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Where to run, in which float type.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Args, Debug)]
@@ -113,9 +135,9 @@ pub struct SearchArgs {
     /// Seed of the generated calibration prompt.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where to run.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Where to run, in which float type.
+    #[command(flatten)]
+    pub target: Target,
     /// A `.gguf` file or a Hugging Face directory (default: SmolLM2 from weights/).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -157,9 +179,9 @@ pub struct EvalArgs {
     /// (`.png`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Where to run.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Where to run, in which float type.
+    #[command(flatten)]
+    pub target: Target,
     /// A `.gguf` file or a Hugging Face directory (default: SmolLM2 from weights/).
     #[arg(long)]
     pub model: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! Loads the model on the device the user chose and runs a command generic over the backend.
 
-use crate::args::DeviceKind;
+use crate::args::{DeviceKind, Precision, Target};
 use crate::progress;
 use minference::llama::{ensure_default_model, load, Loaded};
 use minference::SparseAttentionBackend;
@@ -44,21 +44,43 @@ fn on<B: SparseAttentionBackend, J: WithModel>(
     job.run(loaded, path, device)
 }
 
-/// Loads the model on `kind` and runs `job`, or says how to get that device.
-pub fn dispatch<J: WithModel>(kind: DeviceKind, source: ModelSource, job: J) -> Result<(), String> {
-    match kind {
+/// Loads the model on the target device in its precision and runs `job`, or says how to get
+/// that device.
+pub fn dispatch<J: WithModel>(target: Target, source: ModelSource, job: J) -> Result<(), String> {
+    let precision = target.precision;
+    let f32_only = |device: &str| match precision {
+        None | Some(Precision::F32) => Ok(()),
+        Some(p) => Err(format!(
+            "--precision {} is for CUDA; the {device} device runs f32 (drop --precision)",
+            clap::ValueEnum::to_possible_value(&p)
+                .map_or_else(String::new, |v| v.get_name().into())
+        )),
+    };
+    match target.device {
         #[cfg(feature = "ndarray")]
-        DeviceKind::Cpu => on::<minference::backend::Cpu, J>(source, Default::default(), job),
+        DeviceKind::Cpu => {
+            f32_only("CPU")?;
+            on::<minference::backend::Cpu, J>(source, Default::default(), job)
+        }
         #[cfg(not(feature = "ndarray"))]
         DeviceKind::Cpu => Err("this binary was built without the `ndarray` feature".into()),
         #[cfg(feature = "wgpu")]
-        DeviceKind::Vulkan => on::<minference::backend::Vulkan, J>(source, Default::default(), job),
+        DeviceKind::Vulkan => {
+            f32_only("Vulkan")?;
+            on::<minference::backend::Vulkan, J>(source, Default::default(), job)
+        }
         #[cfg(not(feature = "wgpu"))]
         DeviceKind::Vulkan => Err("this binary was built without the `vulkan` feature".into()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => {
-            on::<minference::backend::Cuda<half::bf16>, J>(source, Default::default(), job)
-        }
+        DeviceKind::Cuda => match precision.unwrap_or(Precision::Bf16) {
+            Precision::Bf16 => {
+                on::<minference::backend::Cuda<half::bf16>, J>(source, Default::default(), job)
+            }
+            Precision::F16 => {
+                on::<minference::backend::Cuda<half::f16>, J>(source, Default::default(), job)
+            }
+            Precision::F32 => on::<minference::backend::Cuda<f32>, J>(source, Default::default(), job),
+        },
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => Err(
             "this binary was built without CUDA; rebuild with `cargo run --release --features cuda -- …`"

@@ -161,5 +161,5 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         model: args.model.clone(),
         tokenizer: None,
     };
-    dispatch(args.device, source, Eval(args))
+    dispatch(args.target, source, Eval(args))
 }

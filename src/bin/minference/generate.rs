@@ -22,7 +22,7 @@ pub fn prefill_options(
     config: &LlamaConfig,
     model: &std::path::Path,
 ) -> Result<(PrefillOptions, String), String> {
-    let min_sparse_len = args.min_sparse_len.unwrap_or(match args.device {
+    let min_sparse_len = args.min_sparse_len.unwrap_or(match args.target.device {
         DeviceKind::Cpu => plan::DEFAULT_MIN_SPARSE_LEN,
         DeviceKind::Vulkan | DeviceKind::Cuda => plan::DEFAULT_MIN_SPARSE_LEN_GPU,
     });
@@ -88,7 +88,7 @@ impl WithModel for Generate {
             config.heads,
             config.kv_heads,
             config.context,
-            args.model.device,
+            args.model.target.device,
             B::engine(&device)
         );
         eprintln!("patterns: {patterns_line}");
@@ -176,5 +176,5 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         model: args.model.model.clone(),
         tokenizer: args.model.tokenizer.clone(),
     };
-    dispatch(args.model.device, source, Generate(args))
+    dispatch(args.model.target, source, Generate(args))
 }

@@ -101,5 +101,5 @@ pub fn run(args: SearchArgs) -> Result<(), String> {
         model: args.model.clone(),
         tokenizer: None,
     };
-    dispatch(args.device, source, Search(args))
+    dispatch(args.target, source, Search(args))
 }

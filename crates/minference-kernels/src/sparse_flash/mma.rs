@@ -11,23 +11,20 @@
 //!   rounded to the input type, so `P` never touches shared memory;
 //! - `O` stays in fp32 registers, rescaled in place when a row's max grows.
 //!
-//! Per item only K and V pass through shared memory, staged with 16-byte loads: K as rows of
-//! element pairs along the head dimension, V transposed into pairs along the keys, both padded
-//! so that each lane of a fragment load hits its own bank.
+//! Per item only K and V pass through shared memory: rows copied with 16-byte loads and stores
+//! into row-major tiles padded by 16 bytes a row (so the eight rows an `ldmatrix` reads hit
+//! distinct banks); fragments come out with `ldmatrix` (K, Q) and `ldmatrix.trans` (V), four
+//! 8×8 matrices per instruction.
 
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
+use cubecl::ir::MatrixIdent;
 use cubecl::prelude::*;
 
 /// Eight input elements: one 16-byte global load.
 type Wide<F> = Vector<F, Const<8>>;
 /// Two input elements: one 32-bit register of an MMA fragment.
 type Pair<F> = Vector<F, Const<2>>;
-
-/// Padding, in pairs, of a K row (`head_dim / 2` pairs) in shared memory.
-const K_PAD: usize = 4;
-/// Pairs per row of transposed V in shared memory: 32 key pairs + padding.
-const V_ROW: usize = 36;
 
 /// The key a row of the current item reads: the tile's `start + r`, or the `r`-th gathered
 /// column of the chunk; `n_keys` (no key) past the index's end.
@@ -55,6 +52,47 @@ fn item_key(
     key
 }
 
+/// Copies 64 rows of `x` (the item's keys, or the query block when `keys_of` is `None`) into a
+/// padded row-major tile, 16 bytes per load and store; missing rows become zeros.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn stage_rows<F: Float>(
+    x: &Tensor<Wide<F>>,
+    base: usize,
+    tile: &mut SharedMemory<Wide<F>>,
+    item: usize,
+    tiles: usize,
+    tile_start: usize,
+    columns: usize,
+    column_index: &Array<u32>,
+    column_base: usize,
+    n_keys: usize,
+    #[comptime] head_dim: usize,
+) {
+    let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
+    let chunks = comptime!(head_dim / 8usize);
+    let slots = comptime!(head_dim / 8usize + 1usize);
+    for u in range_stepped(tid, 64usize * chunks, 128usize) {
+        let r = u / chunks;
+        let c8 = u % chunks;
+        let key = item_key(
+            item,
+            r,
+            tiles,
+            tile_start,
+            columns,
+            column_index,
+            column_base,
+            n_keys,
+        );
+        let mut w = Wide::<F>::empty().fill(F::from_int(0));
+        if key < n_keys {
+            w = x[(base + key * x.stride(2usize)) / 8usize + c8];
+        }
+        tile[r * slots + c8] = w;
+    }
+}
+
 #[cube(
     launch_unchecked,
     fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf
@@ -79,6 +117,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     max_columns: u32,
     scale: f32,
     #[comptime] head_dim: usize,
+    #[comptime] causal_dense: bool,
 ) {
     // Heavy (late) query blocks first: causal rows grow with the block index.
     let m = (CUBE_COUNT_X - 1 - CUBE_POS_X) as usize;
@@ -98,39 +137,44 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let q_base = b * q.stride(0usize) + h * q.stride(1usize);
     let k_base = b * k.stride(0usize) + kv_head * k.stride(1usize);
     let v_base = b * v.stride(0usize) + kv_head * v.stride(1usize);
-    let chunks = comptime!(head_dim / 8usize);
-    let k_row = comptime!(head_dim / 2usize + K_PAD);
+    let slots = comptime!(head_dim / 8usize + 1usize);
+    let k_chunks = comptime!(head_dim / 16usize);
     let def = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
 
-    let mut ks = SharedMemory::<Pair<F>>::new(comptime!(64usize * (head_dim / 2usize + K_PAD)));
-    let mut vs = SharedMemory::<Pair<F>>::new(comptime!(head_dim * V_ROW));
+    let mut ks = SharedMemory::<Wide<F>>::new(comptime!(64usize * (head_dim / 8usize + 1usize)));
+    let mut vs = SharedMemory::<Wide<F>>::new(comptime!(64usize * (head_dim / 8usize + 1usize)));
     let mut keys = SharedMemory::<u32>::new(64usize);
 
-    // Q block → shared memory (through K's buffer) → A fragments in registers.
-    for u in range_stepped(tid, 64usize * chunks, 128usize) {
-        let r = u / chunks;
-        let c8 = u % chunks;
-        let row = m * 64usize + r;
-        let mut x = Wide::<F>::empty().fill(F::from_int(0));
-        if row < n_queries {
-            x = q[(q_base + row * q.stride(2usize) + c8 * 8usize) / 8usize];
-        }
-        #[unroll]
-        for i in 0..4usize {
-            let mut p = Pair::<F>::empty();
-            p[0usize] = x[2usize * i];
-            p[1usize] = x[2usize * i + 1usize];
-            ks[r * k_row + c8 * 4usize + i] = p;
-        }
-    }
+    // Q block → shared memory (K's buffer; rows past n_queries are zeros) → A fragments.
+    stage_rows::<F>(
+        q,
+        q_base + m * 64usize * q.stride(2usize),
+        &mut ks,
+        0usize,
+        1usize,
+        0usize,
+        0usize,
+        column_index,
+        0usize,
+        n_queries - m * 64usize,
+        head_dim,
+    );
     sync_cube();
+    // ldmatrix.x4 of a 16×16 A tile: lane l gives row l%8 + 8·((l/8)%2), column half l/16.
+    let a_row = plane * 16usize + lane % 8usize + 8usize * ((lane / 8usize) % 2usize);
     let mut qa = Array::<Pair<F>>::new(comptime!(head_dim / 4usize));
     #[unroll]
-    for kk in 0..comptime!(head_dim / 16usize) {
+    for kk in 0..k_chunks {
+        let at = a_row * slots + 2usize * kk + lane / 16usize;
+        let frag = def.load_matrix::<Wide<F>, Const<2>>(
+            &ks.slice(at, at + 1usize),
+            MatrixIdent::A,
+            4usize,
+            false,
+        );
         #[unroll]
         for vv in 0..4usize {
-            let row = plane * 16usize + g + 8usize * (vv % 2usize);
-            qa[kk * 4usize + vv] = ks[row * k_row + 8usize * kk + t + 4usize * (vv / 2usize)];
+            qa[kk * 4usize + vv] = frag[vv];
         }
     }
 
@@ -149,13 +193,28 @@ pub(super) fn sparse_flash_mma<F: Float>(
     }
     let first_position = query_offset as usize + m * 64usize + plane * 16usize;
 
-    let tiles = block_count[slot] as usize;
-    let columns = column_count[slot] as usize;
+    // Causal dense attention needs no index: 64-aligned tiles up to the block's last position.
+    let block_end = usize::min(
+        query_offset as usize + usize::min(m * 64usize + 64usize, n_queries),
+        n_keys,
+    );
+    let tiles = if comptime!(causal_dense) {
+        block_end.div_ceil(64usize)
+    } else {
+        block_count[slot] as usize
+    };
+    let columns = if comptime!(causal_dense) {
+        0usize.runtime()
+    } else {
+        column_count[slot] as usize
+    };
     let column_base = slot * max_columns as usize;
     let items = tiles + columns.div_ceil(64usize);
     for item in 0..items {
         let mut tile_start = 0usize;
-        if item < tiles {
+        if comptime!(causal_dense) {
+            tile_start = item * 64usize;
+        } else if item < tiles {
             tile_start = block_offset[slot * max_blocks as usize + item] as usize;
         }
         // Everyone is done with the previous item's K and V (and Q's staging) before they move.
@@ -172,93 +231,69 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 n_keys,
             ) as u32;
         }
-        // K: row r's 8-element chunks, one 16-byte load each.
-        for u in range_stepped(tid, 64usize * chunks, 128usize) {
-            let r = u / chunks;
-            let c8 = u % chunks;
-            let key = item_key(
-                item,
-                r,
-                tiles,
-                tile_start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-            );
-            let mut x = Wide::<F>::empty().fill(F::from_int(0));
-            if key < n_keys {
-                x = k[(k_base + key * k.stride(2usize) + c8 * 8usize) / 8usize];
-            }
-            #[unroll]
-            for i in 0..4usize {
-                let mut p = Pair::<F>::empty();
-                p[0usize] = x[2usize * i];
-                p[1usize] = x[2usize * i + 1usize];
-                ks[r * k_row + c8 * 4usize + i] = p;
-            }
-        }
-        // V: key pair (2p, 2p + 1) of one 8-element chunk, stored transposed as pairs.
-        for u in range_stepped(tid, 32usize * chunks, 128usize) {
-            let p = u % 32usize;
-            let c8 = u / 32usize;
-            let key0 = item_key(
-                item,
-                2usize * p,
-                tiles,
-                tile_start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-            );
-            let key1 = item_key(
-                item,
-                2usize * p + 1usize,
-                tiles,
-                tile_start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-            );
-            let mut x0 = Wide::<F>::empty().fill(F::from_int(0));
-            let mut x1 = Wide::<F>::empty().fill(F::from_int(0));
-            if key0 < n_keys {
-                x0 = v[(v_base + key0 * v.stride(2usize) + c8 * 8usize) / 8usize];
-            }
-            if key1 < n_keys {
-                x1 = v[(v_base + key1 * v.stride(2usize) + c8 * 8usize) / 8usize];
-            }
-            #[unroll]
-            for i in 0..8usize {
-                let mut pair = Pair::<F>::empty();
-                pair[0usize] = x0[i];
-                pair[1usize] = x1[i];
-                vs[(c8 * 8usize + i) * V_ROW + p] = pair;
-            }
-        }
+        stage_rows::<F>(
+            k,
+            k_base,
+            &mut ks,
+            item,
+            tiles,
+            tile_start,
+            columns,
+            column_index,
+            column_base,
+            n_keys,
+            head_dim,
+        );
+        stage_rows::<F>(
+            v,
+            v_base,
+            &mut vs,
+            item,
+            tiles,
+            tile_start,
+            columns,
+            column_index,
+            column_base,
+            n_keys,
+            head_dim,
+        );
         sync_cube();
 
-        // S = Q·Kᵀ: eight 16×8 tiles of this plane's rows.
+        // S = Q·Kᵀ: eight 16×8 tiles of this plane's rows. ldmatrix.x4 on K rows gives one key
+        // tile's B fragments for two 16-wide slices of the head dimension: lane l gives key
+        // row l%8, 8-wide column group l/8.
         let mut s = Array::<Vector<f32, Const<2>>>::new(16usize);
         #[unroll]
         for j in 0..8usize {
             let mut acc = Array::<Vector<f32, Const<2>>>::new(2usize);
             acc[0usize] = Vector::<f32, Const<2>>::empty().fill(0.0f32);
             acc[1usize] = Vector::<f32, Const<2>>::empty().fill(0.0f32);
+            let key_row = (8usize * j + lane % 8usize) * slots;
             #[unroll]
-            for kk in 0..comptime!(head_dim / 16usize) {
-                let mut a = Array::<Pair<F>>::new(4usize);
+            for kp in 0..comptime!(head_dim.div_ceil(32usize)) {
+                // Two 16-wide slices per ldmatrix.x4; an odd last slice takes an .x2.
+                let pair = comptime!(2usize * kp + 1usize < head_dim / 16usize);
+                let count = comptime!(if pair { 4usize } else { 2usize });
+                let at = key_row + 4usize * kp + (lane / 8usize) % count;
+                let bk = def.load_matrix::<Wide<F>, Const<2>>(
+                    &ks.slice(at, at + 1usize),
+                    MatrixIdent::B,
+                    count,
+                    false,
+                );
                 #[unroll]
-                for vv in 0..4usize {
-                    a[vv] = qa[kk * 4usize + vv];
+                for half in 0..comptime!(count / 2usize) {
+                    let kk = 2usize * kp + half;
+                    let mut a = Array::<Pair<F>>::new(4usize);
+                    #[unroll]
+                    for vv in 0..4usize {
+                        a[vv] = qa[kk * 4usize + vv];
+                    }
+                    let mut bm = Array::<Pair<F>>::new(2usize);
+                    bm[0usize] = bk[2usize * half];
+                    bm[1usize] = bk[2usize * half + 1usize];
+                    def.execute_inplace(&a, &bm, &mut acc);
                 }
-                let mut bm = Array::<Pair<F>>::new(2usize);
-                let at = (8usize * j + g) * k_row + 8usize * kk + t;
-                bm[0usize] = ks[at];
-                bm[1usize] = ks[at + 4usize];
-                def.execute_inplace(&a, &bm, &mut acc);
             }
             s[2usize * j] = acc[0usize];
             s[2usize * j + 1usize] = acc[1usize];
@@ -322,7 +357,9 @@ pub(super) fn sparse_flash_mma<F: Float>(
             }
         }
 
-        // O += P·V: P's A fragments straight from the score registers.
+        // O += P·V: P's A fragments straight from the score registers; ldmatrix.x4.trans on V
+        // rows gives the B fragments of two 8-wide output tiles for one 16-key slice: lane l
+        // gives key row 16kk + 8·((l/8)%2) + l%8, column group 2jp + l/16.
         #[unroll]
         for kk in 0..4usize {
             let mut a = Array::<Pair<F>>::new(4usize);
@@ -330,18 +367,30 @@ pub(super) fn sparse_flash_mma<F: Float>(
             for vv in 0..4usize {
                 a[vv] = Pair::<F>::cast_from(s[2usize * (2usize * kk + vv / 2usize) + vv % 2usize]);
             }
+            let v_row =
+                (16usize * kk + 8usize * ((lane / 8usize) % 2usize) + lane % 8usize) * slots;
             #[unroll]
-            for jd in 0..comptime!(head_dim / 8usize) {
-                let mut bm = Array::<Pair<F>>::new(2usize);
-                let at = (8usize * jd + g) * V_ROW + 8usize * kk + t;
-                bm[0usize] = vs[at];
-                bm[1usize] = vs[at + 4usize];
-                let mut acc = Array::<Vector<f32, Const<2>>>::new(2usize);
-                acc[0usize] = o[2usize * jd];
-                acc[1usize] = o[2usize * jd + 1usize];
-                def.execute_inplace(&a, &bm, &mut acc);
-                o[2usize * jd] = acc[0usize];
-                o[2usize * jd + 1usize] = acc[1usize];
+            for jp in 0..comptime!(head_dim / 16usize) {
+                let at = v_row + 2usize * jp + lane / 16usize;
+                let bv = def.load_matrix::<Wide<F>, Const<2>>(
+                    &vs.slice(at, at + 1usize),
+                    MatrixIdent::B,
+                    4usize,
+                    true,
+                );
+                #[unroll]
+                for half in 0..2usize {
+                    let jd = 2usize * jp + half;
+                    let mut bm = Array::<Pair<F>>::new(2usize);
+                    bm[0usize] = bv[2usize * half];
+                    bm[1usize] = bv[2usize * half + 1usize];
+                    let mut acc = Array::<Vector<f32, Const<2>>>::new(2usize);
+                    acc[0usize] = o[2usize * jd];
+                    acc[1usize] = o[2usize * jd + 1usize];
+                    def.execute_inplace(&a, &bm, &mut acc);
+                    o[2usize * jd] = acc[0usize];
+                    o[2usize * jd + 1usize] = acc[1usize];
+                }
             }
         }
     }

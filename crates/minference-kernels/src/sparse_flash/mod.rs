@@ -181,6 +181,9 @@ fn portable_chunk(head_dim: usize) -> usize {
 
 /// Launches sparse flash attention: `out[b, h, r] = softmax(q·Kᵀ·scale over the index) · V`.
 ///
+/// `index: None` is causal dense attention without an index (every key up to each query's
+/// position), which only [`Path::Mma`] runs on inputs it can load 16 bytes at a time
+/// ([`KernelError::NoCausalDense`] otherwise: build a dense index and call again).
 /// `q`/`out` are `[batch, heads, n_queries, head_dim]`, `k`/`v` `[batch, kv_heads, n_keys,
 /// head_dim]`, any strides (`out` must not alias anything). Every output row is written.
 /// [`Path::TensorCore`] needs f16/bf16 and a head dimension that is a multiple of 16; whether
@@ -192,11 +195,29 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     k: TensorBinding<R>,
     v: TensorBinding<R>,
     out: TensorBinding<R>,
-    index: &IndexHandles,
+    index: Option<&IndexHandles>,
     problem: &Problem,
     path: Path,
 ) -> Result<(), KernelError> {
     let p = problem;
+    // Causal dense attention (`index: None`) needs no index arrays: the register kernel walks
+    // its tiles itself. The arguments still need buffers, so a one-element stand-in is bound.
+    let stand_in;
+    let (index, causal_dense) = match index {
+        Some(index) => (index, false),
+        None => {
+            let one = client.create_from_slice(u32::as_bytes(&[0u32]));
+            stand_in = IndexHandles {
+                block_count: one.clone(),
+                block_offset: one.clone(),
+                column_count: one.clone(),
+                column_index: one,
+                max_blocks: 0,
+                max_columns: 0,
+            };
+            (&stand_in, true)
+        }
+    };
     if p.head_dim == 0 || p.head_dim > 256 {
         return Err(KernelError::HeadDim(p.head_dim));
     }
@@ -206,7 +227,11 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     {
         return Err(KernelError::Index(format!("{p:?}")));
     }
-    let slots = p.batch * p.heads * p.query_blocks();
+    let slots = if causal_dense {
+        0
+    } else {
+        p.batch * p.heads * p.query_blocks()
+    };
     let arrays = [
         (&index.block_count, slots),
         (&index.block_offset, slots * index.max_blocks),
@@ -238,10 +263,10 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     k.into_tensor_arg(),
                     v.into_tensor_arg(),
                     out.into_tensor_arg(),
-                    arr(&index.block_count, slots),
-                    arr(&index.block_offset, slots * index.max_blocks),
-                    arr(&index.column_count, slots),
-                    arr(&index.column_index, slots * index.max_columns),
+                    arr(&index.block_count, slots.max(1)),
+                    arr(&index.block_offset, (slots * index.max_blocks).max(1)),
+                    arr(&index.column_count, slots.max(1)),
+                    arr(&index.column_index, (slots * index.max_columns).max(1)),
                     p.n_queries as u32,
                     p.n_keys as u32,
                     p.query_offset as u32,
@@ -254,6 +279,9 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 )
             }
         };
+    }
+    if causal_dense && path != Path::Mma {
+        return Err(KernelError::NoCausalDense);
     }
     match path {
         Path::Portable => launch_kernel!(
@@ -276,8 +304,11 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             if registers {
                 launch_kernel!(
                     mma::sparse_flash_mma::launch_unchecked::<F, R>,
-                    CubeDim::new_2d(32, 4)
+                    CubeDim::new_2d(32, 4),
+                    causal_dense
                 )
+            } else if causal_dense {
+                return Err(KernelError::NoCausalDense);
             } else {
                 launch_kernel!(
                     tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,

@@ -14,7 +14,7 @@ use crate::config::LlamaConfig;
 use crate::error::{LlamaError, Result};
 use crate::plan::PrefillOptions;
 use crate::weights::WeightSource;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use minference_burn::{
     check_inputs, sparse_attention, AttentionOptions, LayerPatterns, Pattern,
     SparseAttentionBackend,
@@ -131,6 +131,44 @@ impl<B: SparseAttentionBackend> Llama<B> {
             embed,
             layers,
             head,
+            config,
+        })
+    }
+
+    /// A model of `config`'s shape with random weights drawn on the device (matrices
+    /// N(0, 0.02), unit norms): for timing models whose weights are not at hand, since the
+    /// time to first token depends on the shapes only.
+    pub fn random(config: LlamaConfig, device: &B::Device) -> Result<Self> {
+        config.validate("model config")?;
+        let c = &config;
+        let (h, q_out, kv_out) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let normal = |shape: [usize; 2]| {
+            Tensor::<B, 2>::random(shape, Distribution::Normal(0.0, 0.02), device)
+        };
+        let unit = || RmsNorm::new(Tensor::ones([h], device), c.rms_eps);
+        let layers = (0..c.layers)
+            .map(|_| Layer {
+                attn_norm: unit(),
+                wq: normal([h, q_out]),
+                wk: normal([h, kv_out]),
+                wv: normal([h, kv_out]),
+                wo: normal([q_out, h]),
+                mlp_norm: unit(),
+                w_gate: normal([h, c.intermediate]),
+                w_up: normal([h, c.intermediate]),
+                w_down: normal([c.intermediate, h]),
+                heads: c.heads,
+                kv_heads: c.kv_heads,
+                head_dim: c.head_dim,
+            })
+            .collect();
+        Ok(Self {
+            norm: unit(),
+            rope: Rope::new(c, device),
+            dense: LayerPatterns::uniform(Pattern::Dense, c.heads)?,
+            embed: normal([c.vocab, h]),
+            layers,
+            head: normal([h, c.vocab]),
             config,
         })
     }
