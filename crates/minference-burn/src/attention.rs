@@ -61,9 +61,7 @@ pub trait SparseAttentionBackend: Backend {
         geometry: Geometry,
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
-        let patterns = LayerPatterns::uniform(crate::Pattern::Dense, q.dims()[1])?;
-        let index = Self::build_index(&q, &k, &patterns, geometry, scale)?;
-        Self::attention_with_index(q, k, v, &index, scale, false)
+        indexed_causal_attention(q, k, v, geometry, scale)
     }
 
     /// Causal attention of `q` over `k`/`v` under each head's pattern.
@@ -81,6 +79,21 @@ pub trait SparseAttentionBackend: Backend {
         let index = Self::build_index(&q, &k, patterns, geometry, scale)?;
         Self::attention_with_index(q, k, v, &index, scale, false)
     }
+}
+
+/// Causal dense attention through a dense index: the default
+/// [`SparseAttentionBackend::causal_attention`], and the fallback of backends whose index-free
+/// kernel cannot take the inputs.
+pub fn indexed_causal_attention<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    geometry: Geometry,
+    scale: f64,
+) -> Result<Tensor<B, 4>> {
+    let patterns = LayerPatterns::uniform(crate::Pattern::Dense, q.dims()[1])?;
+    let index = B::build_index(&q, &k, &patterns, geometry, scale)?;
+    B::attention_with_index(q, k, v, &index, scale, false)
 }
 
 /// Checks shapes and returns the call's geometry.

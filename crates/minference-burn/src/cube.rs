@@ -11,8 +11,8 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::CubeElement;
-use minference_kernels::estimate::block_sparse::{self as bs_kernels, SelectProblem};
-use minference_kernels::estimate::vertical_slash::{self as vs_kernels, ScoreProblem};
+use minference_kernels::estimate::block_sparse as bs_kernels;
+use minference_kernels::estimate::vertical_slash as vs_kernels;
 use minference_kernels::sparse_flash::{self, IndexHandles, Path, Problem};
 
 /// Which kernel path runs for `dtype` on `client`'s device.
@@ -169,6 +169,34 @@ pub fn attention_with_handles<R: CubeRuntime>(
     Ok(out)
 }
 
+/// The kernels' [`Problem`] for `q`/`k` on `geometry`, checked against the geometry.
+fn problem_of<R: CubeRuntime>(
+    q: &CubeTensor<R>,
+    k: &CubeTensor<R>,
+    geometry: &Geometry,
+    scale: f64,
+) -> Result<Problem> {
+    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
+    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
+    if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
+        return Err(MinferenceError::Shape {
+            what: "q/k",
+            got: vec![n_queries, n_keys],
+            expected: format!("the geometry's {geometry:?}"),
+        });
+    }
+    Ok(Problem {
+        batch,
+        heads,
+        kv_heads,
+        n_queries,
+        n_keys,
+        query_offset: geometry.query_offset,
+        head_dim,
+        scale: scale as f32,
+    })
+}
+
 /// Causal dense attention with the register kernel and no index, or `None` where that kernel
 /// cannot run (device, dtype, head dimension or layout): the caller then builds a dense index.
 pub fn causal_attention<R: CubeRuntime>(
@@ -179,22 +207,13 @@ pub fn causal_attention<R: CubeRuntime>(
     scale: f64,
 ) -> Result<Option<CubeTensor<R>>> {
     let client = q.client.clone();
-    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
-    let kv_heads = k.meta.shape().dims::<4>()[1];
-    if path_for(&client, q.dtype, head_dim) != Path::Mma || k.dtype != q.dtype || v.dtype != q.dtype
+    let problem = problem_of(&q, &k, geometry, scale)?;
+    if path_for(&client, q.dtype, problem.head_dim) != Path::Mma
+        || k.dtype != q.dtype
+        || v.dtype != q.dtype
     {
         return Ok(None);
     }
-    let problem = Problem {
-        batch,
-        heads,
-        kv_heads,
-        n_queries,
-        n_keys: geometry.n_keys,
-        query_offset: geometry.query_offset,
-        head_dim,
-        scale: scale as f32,
-    };
     let out = output(&q, false);
     let dtype = q.dtype;
     let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
@@ -225,35 +244,16 @@ pub fn block_sparse_picks<R: CubeRuntime>(
     scale: f64,
 ) -> Result<Option<BlockPicks>> {
     let client = q.client.clone();
-    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
-    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
-    if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
-        return Err(MinferenceError::Shape {
-            what: "q/k",
-            got: vec![n_queries, n_keys],
-            expected: format!("the geometry's {geometry:?}"),
-        });
-    }
-    let problem = SelectProblem {
-        batch,
-        heads,
-        kv_heads,
-        n_queries,
-        n_keys,
-        query_offset: geometry.query_offset,
-        head_dim,
-        top_k,
-    };
+    let problem = problem_of(&q, &k, geometry, scale)?;
     if problem.key_blocks() > bs_kernels::MAX_KEY_BLOCKS {
         return Ok(None);
     }
     let dtype = q.dtype;
     let (qb, kb) = (q.binding(), k.binding());
-    let scale = scale as f32;
     let handles = match dtype {
-        DType::F32 => bs_kernels::select_blocks::<R, f32>(&client, qb, kb, &problem, scale),
-        DType::F16 => bs_kernels::select_blocks::<R, half::f16>(&client, qb, kb, &problem, scale),
-        DType::BF16 => bs_kernels::select_blocks::<R, half::bf16>(&client, qb, kb, &problem, scale),
+        DType::F32 => bs_kernels::select_blocks::<R, f32>(&client, qb, kb, &problem, top_k),
+        DType::F16 => bs_kernels::select_blocks::<R, half::f16>(&client, qb, kb, &problem, top_k),
+        DType::BF16 => bs_kernels::select_blocks::<R, half::bf16>(&client, qb, kb, &problem, top_k),
         other => {
             return Err(MinferenceError::Unsupported(format!(
                 "index estimation takes f32, f16 or bf16 tensors, not {other:?}"
@@ -279,30 +279,13 @@ pub fn vertical_slash_scores<R: CubeRuntime>(
     scale: f64,
 ) -> Result<VerticalSlashScores> {
     let client = q.client.clone();
-    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
-    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
-    let problem = ScoreProblem {
-        batch,
-        heads,
-        kv_heads,
-        n_queries,
-        n_keys,
-        query_offset: geometry.query_offset,
-        head_dim,
-    };
-    if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
-        return Err(MinferenceError::Shape {
-            what: "q/k",
-            got: vec![n_queries, n_keys],
-            expected: format!("the geometry's {geometry:?}"),
-        });
-    }
+    let problem = problem_of(&q, &k, geometry, scale)?;
     let dtype = q.dtype;
     let (qb, kb) = (q.binding(), k.binding());
     let handles = match dtype {
-        DType::F32 => vs_kernels::scores::<R, f32>(&client, qb, kb, &problem, scale as f32),
-        DType::F16 => vs_kernels::scores::<R, half::f16>(&client, qb, kb, &problem, scale as f32),
-        DType::BF16 => vs_kernels::scores::<R, half::bf16>(&client, qb, kb, &problem, scale as f32),
+        DType::F32 => vs_kernels::scores::<R, f32>(&client, qb, kb, &problem),
+        DType::F16 => vs_kernels::scores::<R, half::f16>(&client, qb, kb, &problem),
+        DType::BF16 => vs_kernels::scores::<R, half::bf16>(&client, qb, kb, &problem),
         other => {
             return Err(MinferenceError::Unsupported(format!(
                 "index estimation takes f32, f16 or bf16 tensors, not {other:?}"
@@ -314,7 +297,7 @@ pub fn vertical_slash_scores<R: CubeRuntime>(
     Ok(VerticalSlashScores {
         vertical: read(handles.vertical),
         slash: read(handles.slash),
-        n_keys,
+        n_keys: problem.n_keys,
         diagonals: problem.diagonals(),
     })
 }
@@ -357,10 +340,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
                 return Ok(Tensor::from_primitive(TensorPrimitive::Float(out)));
             }
         }
-        let heads = q.dims()[1];
-        let patterns = LayerPatterns::uniform(crate::Pattern::Dense, heads)?;
-        let index = Self::build_index(&q, &k, &patterns, geometry, scale)?;
-        Self::attention_with_index(q, k, v, &index, scale, false)
+        crate::attention::indexed_causal_attention(q, k, v, geometry, scale)
     }
 
     fn build_index(

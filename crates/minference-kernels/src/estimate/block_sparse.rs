@@ -13,8 +13,8 @@
 //! memory: no plane operations, so lavapipe runs it), then writes the chosen blocks in index
 //! order with a prefix sum. Only the chosen blocks leave the device.
 
+use crate::sparse_flash::Problem;
 use crate::KernelError;
-use crate::BLOCK;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -211,42 +211,10 @@ pub fn select(
     }
 }
 
-/// Sizes of one Block-Sparse selection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SelectProblem {
-    /// Batch size.
-    pub batch: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (divides `heads`).
-    pub kv_heads: usize,
-    /// Queries.
-    pub n_queries: usize,
-    /// Keys.
-    pub n_keys: usize,
-    /// Absolute position of the first query.
-    pub query_offset: usize,
-    /// Head dimension.
-    pub head_dim: usize,
-    /// Key blocks kept besides the forced ones (at least the forced ones are kept).
-    pub top_k: usize,
-}
-
-impl SelectProblem {
-    /// 64-row query blocks.
-    pub fn query_blocks(&self) -> usize {
-        self.n_queries.div_ceil(BLOCK)
-    }
-
-    /// 64-key blocks aligned at position 0.
-    pub fn key_blocks(&self) -> usize {
-        self.n_keys.div_ceil(BLOCK)
-    }
-
-    /// Width of the `block_offset` rows: no row keeps more (at most four blocks are forced).
-    pub fn max_blocks(&self) -> usize {
-        self.top_k.max(4).min(self.key_blocks()).max(1)
-    }
+/// Width of the `block_offset` rows for a budget of `top_k`: no row keeps more (at most four
+/// blocks are forced), nor more than there are key blocks.
+pub fn max_blocks(top_k: usize, key_blocks: usize) -> usize {
+    top_k.max(4).min(key_blocks).max(1)
 }
 
 /// Device buffers of [`select_blocks`]: `[batch, heads, query_blocks]` counts and
@@ -261,25 +229,17 @@ pub struct SelectHandles {
     pub max_blocks: usize,
 }
 
-/// Pools Q and K and selects every query block's key blocks, for all heads in two launches
-/// each; `q`/`k` as in [`crate::sparse_flash::launch`].
+/// Pools Q and K and selects every query block's `top_k` key blocks (plus the forced ones),
+/// for all heads in three launches, scoring with `p.scale`; `q`/`k` as in
+/// [`crate::sparse_flash::launch`].
 pub fn select_blocks<R: Runtime, F: Float + CubeElement>(
     client: &ComputeClient<R>,
     q: TensorBinding<R>,
     k: TensorBinding<R>,
-    p: &SelectProblem,
-    scale: f32,
+    p: &Problem,
+    top_k: usize,
 ) -> Result<SelectHandles, KernelError> {
-    if p.head_dim == 0 || p.head_dim > 256 {
-        return Err(KernelError::HeadDim(p.head_dim));
-    }
-    if p.n_queries == 0
-        || p.kv_heads == 0
-        || !p.heads.is_multiple_of(p.kv_heads)
-        || p.query_offset + p.n_queries > p.n_keys
-    {
-        return Err(KernelError::Index(format!("{p:?}")));
-    }
+    p.check()?;
     if p.key_blocks() > MAX_KEY_BLOCKS {
         return Err(KernelError::Index(format!(
             "{} key blocks: the device selection holds at most {MAX_KEY_BLOCKS} (256K keys)",
@@ -287,11 +247,12 @@ pub fn select_blocks<R: Runtime, F: Float + CubeElement>(
         )));
     }
     let (qb, kb) = (p.query_blocks(), p.key_blocks());
+    let width = max_blocks(top_k, kb);
     let rows = p.batch * p.heads * qb;
     let pooled_q = client.empty(rows * p.head_dim * 4);
     let pooled_k = client.empty(p.batch * p.kv_heads * kb * p.head_dim * 4);
     let block_count = client.empty(rows * 4);
-    let block_offset = client.empty(rows * p.max_blocks() * 4);
+    let block_offset = client.empty(rows * width * 4);
     let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     unsafe {
         pool::launch_unchecked::<F, R>(
@@ -317,21 +278,21 @@ pub fn select_blocks<R: Runtime, F: Float + CubeElement>(
             arr(&pooled_q, rows * p.head_dim),
             arr(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim),
             arr(&block_count, rows),
-            arr(&block_offset, rows * p.max_blocks()),
+            arr(&block_offset, rows * width),
             kb as u32,
             p.n_queries as u32,
             p.query_offset as u32,
             (p.heads / p.kv_heads) as u32,
             p.kv_heads as u32,
-            p.top_k as u32,
-            p.max_blocks() as u32,
-            scale,
+            top_k as u32,
+            width as u32,
+            p.scale,
             p.head_dim,
         );
     }
     Ok(SelectHandles {
         block_count,
         block_offset,
-        max_blocks: p.max_blocks(),
+        max_blocks: width,
     })
 }

@@ -14,7 +14,7 @@
 //! attention they steer. Scalar fp32 arithmetic, no plane operations and no shared memory, so
 //! the same kernels run on every CubeCL device (lavapipe included).
 
-use crate::sparse_flash::MASKED;
+use crate::sparse_flash::{Problem, MASKED};
 use crate::KernelError;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
@@ -233,37 +233,6 @@ pub fn diagonals<F: Float>(
     }
 }
 
-/// Sizes of one Vertical-Slash estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScoreProblem {
-    /// Batch size.
-    pub batch: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (divides `heads`).
-    pub kv_heads: usize,
-    /// Queries of the call (the estimate reads the last `min(64, n_queries)`).
-    pub n_queries: usize,
-    /// Keys.
-    pub n_keys: usize,
-    /// Absolute position of the first query.
-    pub query_offset: usize,
-    /// Head dimension.
-    pub head_dim: usize,
-}
-
-impl ScoreProblem {
-    /// Queries the estimate reads.
-    pub fn last(&self) -> usize {
-        self.n_queries.min(64)
-    }
-
-    /// Diagonals that exist: the last query's position + 1.
-    pub fn diagonals(&self) -> usize {
-        self.query_offset + self.n_queries
-    }
-}
-
 /// Device buffers of [`scores`]: `[batch, heads, n_keys]` vertical and `[batch, heads,
 /// diagonals]` slash scores, f32.
 #[derive(Debug, Clone)]
@@ -274,26 +243,17 @@ pub struct ScoreHandles {
     pub slash: Handle,
 }
 
-/// Launches the four score kernels for all heads; `q`/`k` as in
-/// [`crate::sparse_flash::launch`].
+/// Launches the four score kernels for all heads (the last `min(64, n_queries)` queries, softmax
+/// scale `p.scale`); `q`/`k` as in [`crate::sparse_flash::launch`].
 pub fn scores<R: Runtime, F: Float + CubeElement>(
     client: &ComputeClient<R>,
     q: TensorBinding<R>,
     k: TensorBinding<R>,
-    p: &ScoreProblem,
-    scale: f32,
+    p: &Problem,
 ) -> Result<ScoreHandles, KernelError> {
-    if p.head_dim == 0 || p.head_dim > 256 {
-        return Err(KernelError::HeadDim(p.head_dim));
-    }
-    if p.n_queries == 0
-        || p.kv_heads == 0
-        || !p.heads.is_multiple_of(p.kv_heads)
-        || p.query_offset + p.n_queries > p.n_keys
-    {
-        return Err(KernelError::Index(format!("{p:?}")));
-    }
-    let last = p.last();
+    p.check()?;
+    let scale = p.scale;
+    let last = p.n_queries.min(64);
     let bh = p.batch * p.heads;
     let chunks = p.n_keys.div_ceil(KEY_CHUNK);
     let first_position = (p.diagonals() - last) as u32;

@@ -19,7 +19,7 @@ use cubecl::server::Handle;
 /// `m` attention can produce.
 pub(crate) const MASKED: f32 = -1.0e30;
 
-/// Sizes of one attention call.
+/// Sizes of one attention call (and of the index estimates made for it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Problem {
     /// Batch size.
@@ -44,6 +44,32 @@ impl Problem {
     /// 64-row query blocks.
     pub fn query_blocks(&self) -> usize {
         self.n_queries.div_ceil(BLOCK)
+    }
+
+    /// 64-key blocks aligned at position 0.
+    pub fn key_blocks(&self) -> usize {
+        self.n_keys.div_ceil(BLOCK)
+    }
+
+    /// Diagonals (`position − key`) that exist: the last query's position + 1.
+    pub fn diagonals(&self) -> usize {
+        self.query_offset + self.n_queries
+    }
+
+    /// What every launcher checks before launching: a head dimension the kernels take, whole
+    /// query groups, queries that fit before the keys' end.
+    pub fn check(&self) -> Result<(), KernelError> {
+        if self.head_dim == 0 || self.head_dim > 256 {
+            return Err(KernelError::HeadDim(self.head_dim));
+        }
+        if self.n_queries == 0
+            || self.kv_heads == 0
+            || !self.heads.is_multiple_of(self.kv_heads)
+            || self.query_offset + self.n_queries > self.n_keys
+        {
+            return Err(KernelError::Index(format!("{self:?}")));
+        }
+        Ok(())
     }
 }
 
@@ -200,6 +226,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     path: Path,
 ) -> Result<(), KernelError> {
     let p = problem;
+    p.check()?;
     // Causal dense attention (`index: None`) needs no index arrays: the register kernel walks
     // its tiles itself. The arguments still need buffers, so a one-element stand-in is bound.
     let stand_in;
@@ -218,15 +245,6 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             (&stand_in, true)
         }
     };
-    if p.head_dim == 0 || p.head_dim > 256 {
-        return Err(KernelError::HeadDim(p.head_dim));
-    }
-    if p.kv_heads == 0
-        || !p.heads.is_multiple_of(p.kv_heads)
-        || p.query_offset + p.n_queries > p.n_keys
-    {
-        return Err(KernelError::Index(format!("{p:?}")));
-    }
     let slots = if causal_dense {
         0
     } else {
