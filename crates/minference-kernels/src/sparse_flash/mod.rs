@@ -128,36 +128,45 @@ pub enum Path {
     Mma,
 }
 
+/// `elem × elem → f32` products of shape `m×n×16` for one 32-wide plane (both tensor-core
+/// kernels' warp layout), taken from `products` (the device's `cmma` or `mma` set).
+fn plane_products<R: Runtime>(
+    client: &ComputeClient<R>,
+    products: impl Fn(&ComputeClient<R>) -> bool,
+) -> bool {
+    let props = client.properties();
+    props.hardware.plane_size_min == 32 && props.hardware.plane_size_max == 32 && products(client)
+}
+
+/// The `m×n×16` product of `elem` inputs into f32 accumulators.
+fn f32_products(elem: StorageType, m: u32, n: u32) -> MmaConfig {
+    MmaConfig {
+        a_type: elem,
+        b_type: elem,
+        cd_type: ElemType::Float(FloatKind::F32).into(),
+        m,
+        k: 16,
+        n,
+    }
+}
+
 /// True when `client`'s device has 16×16×16 cooperative matrices for `elem` inputs with f32
 /// accumulators, and a 32-wide plane (the tensor-core kernel's warp layout).
 pub fn tensor_cores_for<R: Runtime>(client: &ComputeClient<R>, elem: StorageType) -> bool {
-    let props = client.properties();
-    let plane_ok = props.hardware.plane_size_min == 32 && props.hardware.plane_size_max == 32;
-    plane_ok
-        && client.features().matmul.cmma.contains(&MmaConfig {
-            a_type: elem,
-            b_type: elem,
-            cd_type: ElemType::Float(FloatKind::F32).into(),
-            m: 16,
-            k: 16,
-            n: 16,
-        })
+    plane_products(client, |c| {
+        c.features()
+            .matmul
+            .cmma
+            .contains(&f32_products(elem, 16, 16))
+    })
 }
 
 /// True when `client`'s device has `mma.m16n8k16` for `elem` inputs with f32 accumulators and a
 /// 32-wide plane (the register kernel's fragment layout).
 pub fn manual_mma_for<R: Runtime>(client: &ComputeClient<R>, elem: StorageType) -> bool {
-    let props = client.properties();
-    let plane_ok = props.hardware.plane_size_min == 32 && props.hardware.plane_size_max == 32;
-    plane_ok
-        && client.features().matmul.mma.contains(&MmaConfig {
-            a_type: elem,
-            b_type: elem,
-            cd_type: ElemType::Float(FloatKind::F32).into(),
-            m: 16,
-            k: 16,
-            n: 8,
-        })
+    plane_products(client, |c| {
+        c.features().matmul.mma.contains(&f32_products(elem, 16, 8))
+    })
 }
 
 fn is_half(elem: StorageType) -> bool {
