@@ -124,7 +124,6 @@ fn device_scores_give_the_same_index() {
     let scores = cube::vertical_slash_scores(prim(&q), prim(&k), &g, scale).unwrap();
     let estimates = Estimates {
         vertical_slash: Some(scores),
-        ..Default::default()
     };
     let ours = build_index_with(&q, &k, &patterns, &g, scale, estimates);
     let reference = build_index(&q, &k, &patterns, &g, scale);
@@ -141,65 +140,147 @@ fn device_scores_refuse_a_wrong_geometry() {
     assert!(cube::vertical_slash_scores(prim(&q), prim(&k), &wrong, 0.25).is_err());
 }
 
-/// The device's Block-Sparse picks against the host selection from Burn-ops block scores: the
-/// same number of blocks per query block, the forced blocks always in, and the same picks up to
-/// rounding ties (the host scores of the two pick sets agree to 1e-5 of their size).
+/// One layer mixing every pattern, its whole index built on the device, against the host
+/// conversion of the same estimates: Vertical-Slash from the device's own scores (so exactly the
+/// same picks, tiles and columns), A-shape and dense exactly, Block-Sparse against the host
+/// selection from Burn-ops block scores up to rounding ties (same count, forced blocks in, and
+/// the host scores of the two pick sets equal to 1e-5 of their size).
 #[test]
-fn device_block_sparse_picks_equal_host_selection() {
+fn device_index_equals_host_conversion() {
     use minference::estimate::block_sparse;
     let device = Default::default();
-    for (case, top_k) in [
-        (&CASES[0], 3),
-        (&CASES[1], 1),
-        (&CASES[2], 2),
-        (&CASES[3], 3),
-        (&CASES[4], 4),
-        (&CASES[5], 5),
-        (&CASES[6], 16),
-        (&CASES[6], 100),
-    ] {
+    let mixes: [&[Pattern]; 3] = [
+        &[
+            Pattern::VerticalSlash {
+                vertical: 40,
+                slash: 60,
+            },
+            Pattern::BlockSparse { top_k: 3 },
+            Pattern::AShape {
+                sink: 5,
+                local: 100,
+            },
+        ],
+        &[
+            Pattern::Dense,
+            Pattern::VerticalSlash {
+                vertical: 1000,
+                slash: 6096,
+            },
+            Pattern::BlockSparse { top_k: 1 },
+            Pattern::AShape { sink: 70, local: 1 },
+        ],
+        &[
+            Pattern::BlockSparse { top_k: 16 },
+            Pattern::VerticalSlash {
+                vertical: 30,
+                slash: 50,
+            },
+        ],
+    ];
+    for (i, case) in CASES.iter().enumerate() {
         let spec = spec(case);
+        let mix = mixes[i % mixes.len()];
+        let patterns =
+            LayerPatterns::new((0..spec.heads).map(|h| mix[h % mix.len()]).collect()).unwrap();
         let (q, k, _) = generate(&spec).tensors::<B>(&device);
         let g = Geometry::new(spec.n_queries, spec.n_keys, spec.query_offset).unwrap();
         let scale = 1.0 / (spec.head_dim as f64).sqrt();
-        let scores = block_sparse::scores(&q, &k, &g, scale);
-        let picks = cube::block_sparse_picks(prim(&q), prim(&k), &g, top_k, scale)
-            .unwrap()
-            .expect("within the kernel's reach");
-        for bh in 0..spec.batch * spec.heads {
-            for m in 0..g.query_blocks() {
-                let row = scores.row(bh, m);
-                let want: Vec<u32> = block_sparse::select(row, &g, m, top_k)
-                    .iter()
-                    .map(|b| b * 64)
-                    .collect();
-                let got = picks.row(bh, m);
-                assert_eq!(
-                    got.len(),
-                    want.len(),
-                    "{case:?} top {top_k}: head {bh} block {m}"
-                );
-                assert!(got.is_sorted(), "{case:?}: unsorted picks {got:?}");
-                if got != want.as_slice() {
-                    let forced = |tiles: &[u32]| {
-                        let positions = g.block_positions(m);
-                        let (first, last) = (positions.start / 64, (positions.end - 1) / 64);
-                        (first..=last)
-                            .chain(first.checked_sub(1))
-                            .chain([0])
-                            .all(|b| tiles.contains(&(b as u32 * 64)))
-                    };
-                    assert!(forced(got), "{case:?}: forced blocks missing from {got:?}");
-                    let total = |tiles: &[u32]| -> f64 {
-                        tiles.iter().map(|&t| row[t as usize / 64] as f64).sum()
-                    };
-                    let (a, b) = (total(got), total(&want));
+        let scores = cube::vertical_slash_scores(prim(&q), prim(&k), &g, scale).unwrap();
+        let want = build_index_with(
+            &q,
+            &k,
+            &patterns,
+            &g,
+            scale,
+            Estimates {
+                vertical_slash: Some(scores),
+            },
+        );
+        let handles = cube::device_index(prim(&q), prim(&k), &patterns, &g, scale).unwrap();
+        let got = cube::download_index(&prim(&q).client, handles, g, spec.batch, spec.heads);
+        let block_scores = block_sparse::scores(&q, &k, &g, scale);
+        for b in 0..spec.batch {
+            for h in 0..spec.heads {
+                let bh = b * spec.heads + h;
+                for m in 0..g.query_blocks() {
+                    let at = format!("{case:?} {}: head {bh} block {m}", patterns.heads()[h]);
+                    assert_eq!(got.columns(b, h, m), want.columns(b, h, m), "{at}");
+                    let (got, want) = (got.tiles(b, h, m), want.tiles(b, h, m));
+                    if !matches!(patterns.heads()[h], Pattern::BlockSparse { .. }) || got == want {
+                        assert_eq!(got, want, "{at}");
+                        continue;
+                    }
+                    assert_eq!(got.len(), want.len(), "{at}");
+                    assert!(got.is_sorted(), "{at}: unsorted picks {got:?}");
+                    let positions = g.block_positions(m);
+                    let (first, last) = (positions.start / 64, (positions.end - 1) / 64);
+                    let forced = (first..=last).chain(first.checked_sub(1)).chain([0]);
+                    for f in forced {
+                        assert!(
+                            got.contains(&(f as u32 * 64)),
+                            "{at}: {f} missing in {got:?}"
+                        );
+                    }
+                    let row = block_scores.row(bh, m);
+                    let total =
+                        |t: &[u32]| -> f64 { t.iter().map(|&x| row[x as usize / 64] as f64).sum() };
+                    let (a, w) = (total(got), total(want));
                     assert!(
-                        (a - b).abs() <= 1e-5 * (a.abs() + b.abs() + 1.0),
-                        "{case:?} top {top_k}: head {bh} block {m}: {got:?} vs {want:?}"
+                        (a - w).abs() <= 1e-5 * (a.abs() + w.abs() + 1.0),
+                        "{at}: {got:?} vs {want:?}"
                     );
                 }
             }
         }
     }
+}
+
+/// The sparse flash kernel fed by the device index equals the reference attention under the
+/// index read back from the device (the output poisoned before the launch).
+#[test]
+fn attention_over_the_device_index_equals_the_reference() {
+    let device = Default::default();
+    let spec = spec(&(1, 4, 2, 300, 300, None, 32, InputKind::Structured));
+    let (q, k, v) = generate(&spec).tensors::<B>(&device);
+    let g = Geometry::new(spec.n_queries, spec.n_keys, None).unwrap();
+    let scale = 1.0 / (spec.head_dim as f64).sqrt();
+    let patterns = LayerPatterns::new(vec![
+        Pattern::VerticalSlash {
+            vertical: 30,
+            slash: 50,
+        },
+        Pattern::BlockSparse { top_k: 2 },
+        Pattern::AShape { sink: 4, local: 64 },
+        Pattern::Dense,
+    ])
+    .unwrap();
+    let handles = cube::device_index(prim(&q), prim(&k), &patterns, &g, scale).unwrap();
+    let index = cube::download_index(&prim(&q).client, handles.clone(), g, 1, 4);
+    let got = cube::attention_with_handles(
+        prim(&q),
+        prim(&k),
+        prim(&v),
+        &g,
+        &handles,
+        scale,
+        None,
+        true,
+    )
+    .unwrap();
+    let got = Tensor::<B, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(got));
+    let want = minference::reference::attention_with_index(&q, &k, &v, &index, scale);
+    let diff = (got - want).abs().max().into_scalar();
+    assert!(diff < 1e-5, "max difference {diff}");
+}
+
+/// Inputs that do not match the geometry are refused before anything is launched.
+#[test]
+fn device_index_refuses_a_wrong_geometry() {
+    let device = Default::default();
+    let spec = spec(&(1, 2, 1, 65, 65, None, 16, InputKind::Random));
+    let (q, k, _) = generate(&spec).tensors::<B>(&device);
+    let wrong = Geometry::new(64, 64, None).unwrap();
+    let patterns = LayerPatterns::uniform(Pattern::BlockSparse { top_k: 2 }, 2).unwrap();
+    assert!(cube::device_index(prim(&q), prim(&k), &patterns, &wrong, 0.25).is_err());
 }

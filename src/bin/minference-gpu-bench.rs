@@ -8,14 +8,14 @@
 //!
 //! ```text
 //! minference-gpu-bench [--sizes 16384,32768|none] [--skip-checks] [--json FILE]
-//!                      [--llama 32768,131072]
+//!                      [--llama 32768,131072] [--dump-inputs DIR]
 //! ```
 //!
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
-//! first token, dense vs Vertical-Slash everywhere).
-//!
-//! ```text
-//! ```
+//! first token, dense vs Vertical-Slash everywhere). `--dump-inputs DIR` writes the exact Q, K
+//! and V each sweep size timed (bf16 values, stored as f32 `.npy`, `[1, heads, n, 128]`) as
+//! `DIR/{structured,random}-{n}-{q,k,v}.npy`, so that another implementation (MInference's
+//! kernels) can be timed on the same inputs.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
@@ -273,6 +273,7 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                 ("portable", Path::Portable),
                 ("tensor-core", Path::TensorCore),
                 ("mma", Path::Mma),
+                ("mma-sync", Path::MmaSync),
             ] {
                 if path != Path::Portable && d % 16 != 0 {
                     continue;
@@ -446,39 +447,66 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
         println!("{line}");
         rows.push(line);
 
-        // Block-Sparse picks: same counts, forced blocks in, host scores of the picks equal to
-        // the host selection's up to rounding ties.
+        // The whole device index (a layer mixing every pattern) against the host conversion of
+        // the same estimates: Vertical-Slash from the device's scores (exactly the same picks),
+        // Block-Sparse from host block scores (the same picks up to rounding ties, so compared
+        // by the host score the picks sum to).
         use minference::estimate::block_sparse;
-        for top_k in [3usize, 16] {
-            let host = block_sparse::scores(&q, &k, &g, scale);
-            let picks = cube::block_sparse_picks(prim(&q), prim(&k), &g, top_k, scale)
-                .unwrap()
-                .expect("within reach");
-            let (mut rows_ok, mut worst) = (true, 0f64);
-            for bh in 0..2 * heads {
-                for m in 0..g.query_blocks() {
-                    let row = host.row(bh, m);
-                    let want: Vec<u32> = block_sparse::select(row, &g, m, top_k)
-                        .iter()
-                        .map(|b| b * 64)
-                        .collect();
-                    let got = picks.row(bh, m);
+        let mixed = [
+            Pattern::VerticalSlash {
+                vertical: 40,
+                slash: 90,
+            },
+            Pattern::BlockSparse { top_k: 3 },
+            Pattern::AShape {
+                sink: 5,
+                local: 100,
+            },
+            Pattern::Dense,
+        ];
+        let patterns =
+            LayerPatterns::new((0..heads).map(|h| mixed[h % mixed.len()]).collect()).unwrap();
+        let handles = cube::device_index(prim(&q), prim(&k), &patterns, &g, scale).unwrap();
+        let client = prim(&q).client;
+        let device_index = cube::download_index(&client, handles, g, 2, heads);
+        let host = minference::reference::build_index_with(
+            &q,
+            &k,
+            &patterns,
+            &g,
+            scale,
+            minference::reference::Estimates {
+                vertical_slash: Some(got),
+            },
+        );
+        let block_scores = block_sparse::scores(&q, &k, &g, scale);
+        let (mut index_ok, mut worst) = (true, 0f64);
+        for bh in 0..2 * heads {
+            let (b, h) = (bh / heads, bh % heads);
+            for m in 0..g.query_blocks() {
+                let (got_tiles, want_tiles) = (device_index.tiles(b, h, m), host.tiles(b, h, m));
+                index_ok &= device_index.columns(b, h, m) == host.columns(b, h, m);
+                if matches!(patterns.heads()[h], Pattern::BlockSparse { .. }) {
+                    let row = block_scores.row(bh, m);
                     let total =
                         |t: &[u32]| -> f64 { t.iter().map(|&x| row[x as usize / 64] as f64).sum() };
-                    let (a, b) = (total(got), total(&want));
-                    let rel = (a - b).abs() / (a.abs() + b.abs() + 1.0);
+                    let (a, w) = (total(got_tiles), total(want_tiles));
+                    let rel = (a - w).abs() / (a.abs() + w.abs() + 1.0);
                     worst = worst.max(rel);
-                    rows_ok &= got.len() == want.len() && got.is_sorted() && rel <= 1e-5;
+                    index_ok &=
+                        got_tiles.len() == want_tiles.len() && got_tiles.is_sorted() && rel <= 1e-5;
+                } else {
+                    index_ok &= got_tiles == want_tiles;
                 }
             }
-            ok &= rows_ok;
-            let line = format!(
-                "bs picks top{top_k} h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: worst score-sum gap {worst:.1e} {}",
-                if rows_ok { "ok" } else { "FAIL" }
-            );
-            println!("{line}");
-            rows.push(line);
         }
+        ok &= index_ok;
+        let line = format!(
+            "device index (vs/bs/a-shape/dense) h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: bs score-sum gap {worst:.1e} {}",
+            if index_ok { "ok" } else { "FAIL" }
+        );
+        println!("{line}");
+        rows.push(line);
     }
     (rows, ok)
 }
@@ -507,7 +535,30 @@ fn time_ms(device: &Device, repeats: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
+/// Writes `t` as a little-endian f32 `.npy` file (format version 1.0).
+fn write_npy<B: Backend>(t: &Tensor<B, 4>, path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let shape = t.dims();
+    let values: Vec<f32> = host(t);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}, {}), }}",
+        shape[0], shape[1], shape[2], shape[3]
+    );
+    // Magic (6) + version (2) + length (2) + header + newline: a multiple of 64 bytes.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    file.write_all(b"\x93NUMPY\x01\x00")?;
+    file.write_all(&(header.len() as u16).to_le_bytes())?;
+    file.write_all(header.as_bytes())?;
+    for x in values {
+        file.write_all(&x.to_le_bytes())?;
+    }
+    file.flush()
+}
+
+fn sweep(device: &Device, sizes: &[usize], dump: Option<&std::path::Path>) -> Vec<Record> {
     type B = Cuda<half::bf16>;
     let (heads, kv_heads, d) = (32, 8, 128);
     let scale = 1.0 / (d as f64).sqrt();
@@ -552,6 +603,14 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
             let bf16 = |t: Tensor<B, 4>| t.cast(burn::tensor::FloatDType::BF16);
             let (q, k, v) = (bf16(q), bf16(k), bf16(v));
             assert_eq!(q.dtype(), burn::tensor::DType::BF16);
+            if let Some(dir) = dump {
+                std::fs::create_dir_all(dir).expect("create --dump-inputs DIR");
+                for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
+                    let path = dir.join(format!("{input}-{n}-{name}.npy"));
+                    write_npy(t, &path).expect("write --dump-inputs file");
+                    println!("wrote {}", path.display());
+                }
+            }
             let g = Geometry::new(n, n, None).unwrap();
             {
                 // Causal dense with no index at all (what dense layers of the model run).
@@ -581,6 +640,7 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
             for (pattern, path) in [
                 (Pattern::Dense, None),
                 (Pattern::Dense, Some(Path::TensorCore)),
+                (Pattern::Dense, Some(Path::MmaSync)),
                 (Pattern::BlockSparse { top_k: 100 }, None),
                 (
                     Pattern::VerticalSlash {
@@ -595,23 +655,22 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
                     continue;
                 }
                 let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
-                let start = Instant::now();
-                // The backend's estimator: Vertical-Slash scores on the device, top-k and
-                // conversion on the host.
-                let index = <B as minference::SparseAttentionBackend>::build_index(
-                    &q, &k, &patterns, g, scale,
-                )
-                .unwrap();
-                let index_ms = start.elapsed().as_secs_f64() * 1e3;
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
-                let handles = cube::upload_index(&prim(&q).client, &index);
                 let repeats = if n >= 131072 { 3 } else { 5 };
+                // The whole index on the device: estimation, top-k and conversion.
+                let mut handles = None;
+                let index_ms = time_ms(device, repeats, || {
+                    handles =
+                        Some(cube::device_index(prim(&q), prim(&k), &patterns, &g, scale).unwrap());
+                });
+                let handles = handles.expect("timed at least once");
+                let index = cube::download_index(&prim(&q).client, handles.clone(), g, 1, heads);
                 let ms = time_ms(device, repeats, || {
                     cube::attention_with_handles(
                         prim(&q),
                         prim(&k),
                         prim(&v),
-                        &index,
+                        &g,
                         &handles,
                         scale,
                         path,
@@ -622,6 +681,7 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
                 let flops = index.computed_tiles() as f64 * 64.0 * 64.0 * d as f64 * 4.0;
                 let label = match path {
                     Some(Path::TensorCore) => format!("{pattern} [cmma path]"),
+                    Some(Path::MmaSync) => format!("{pattern} [mma, sync loads]"),
                     _ => pattern.to_string(),
                 };
                 let record = Record {
@@ -633,7 +693,7 @@ fn sweep(device: &Device, sizes: &[usize]) -> Vec<Record> {
                     density: index.density(),
                     index_ms,
                 };
-                println!("{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s  density {:>5.1}%  (index {:.0} ms)", n, input, record.pattern, ms, record.tflops, record.density * 100.0, index_ms);
+                println!("{:>7} {:<11} {:<32} {:>10.2} ms {:>7.1} TFLOP/s  density {:>5.1}%  (index {:.1} ms)", n, input, record.pattern, ms, record.tflops, record.density * 100.0, index_ms);
                 records.push(record);
             }
         }
@@ -762,12 +822,13 @@ fn main() {
     let records = if value("--sizes").as_deref() == Some("none") {
         Vec::new()
     } else {
-        sweep(&device, &sizes)
+        let dump = value("--dump-inputs").map(std::path::PathBuf::from);
+        sweep(&device, &sizes, dump.as_deref())
     };
     if let Some(path) = value("--json") {
         let json: Vec<String> = records
             .iter()
-            .map(|r| format!("{{\"pattern\": \"{}\", \"n\": {}, \"input\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.2}, \"density\": {:.5}, \"host_index_ms\": {:.1}}}", r.pattern, r.n, r.input, r.ms, r.tflops, r.density, r.index_ms))
+            .map(|r| format!("{{\"pattern\": \"{}\", \"n\": {}, \"input\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.2}, \"density\": {:.5}, \"index_ms\": {:.2}}}", r.pattern, r.n, r.input, r.ms, r.tflops, r.density, r.index_ms))
             .collect();
         let checks_json: Vec<String> = check_rows.iter().map(|r| format!("{:?}", r)).collect();
         std::fs::write(

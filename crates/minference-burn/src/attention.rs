@@ -5,7 +5,7 @@ use crate::index::{Geometry, SparseIndex};
 use crate::pattern::LayerPatterns;
 use crate::reference;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 /// Options of [`sparse_attention`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -25,6 +25,12 @@ pub trait SparseAttentionBackend: Backend {
     /// What computes the attention on this backend, for reports (`"reference"` or a kernel).
     fn engine(_device: &Self::Device) -> &'static str {
         "reference"
+    }
+
+    /// Refuses, before anything is launched, inputs this backend's kernels cannot take (so that
+    /// a fused backend never meets the error inside its stream, where it could only panic).
+    fn check_supported(_device: &Self::Device, _head_dim: usize, _dtype: DType) -> Result<()> {
+        Ok(())
     }
 
     /// Estimates and converts every head's index.
@@ -76,9 +82,22 @@ pub trait SparseAttentionBackend: Backend {
         if patterns.all_dense() {
             return Self::causal_attention(q, k, v, geometry, scale);
         }
-        let index = Self::build_index(&q, &k, patterns, geometry, scale)?;
-        Self::attention_with_index(q, k, v, &index, scale, false)
+        indexed_forward(q, k, v, patterns, geometry, scale)
     }
+}
+
+/// [`SparseAttentionBackend::build_index`] then [`SparseAttentionBackend::attention_with_index`]:
+/// the default forward, and the fallback of backends whose own forward cannot take a layer.
+pub fn indexed_forward<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    patterns: &LayerPatterns,
+    geometry: Geometry,
+    scale: f64,
+) -> Result<Tensor<B, 4>> {
+    let index = B::build_index(&q, &k, patterns, geometry, scale)?;
+    B::attention_with_index(q, k, v, &index, scale, false)
 }
 
 /// Causal dense attention through a dense index: the default
@@ -196,6 +215,7 @@ pub fn sparse_attention<B: SparseAttentionBackend>(
     options: &AttentionOptions,
 ) -> Result<Tensor<B, 4>> {
     let geometry = check_inputs(&q, &k, &v, patterns, options)?;
+    B::check_supported(&q.device(), q.dims()[3], q.dtype())?;
     let scale = options.scale.unwrap_or(1.0 / (q.dims()[3] as f64).sqrt());
     B::sparse_attention_forward(q, k, v, patterns, geometry, scale)
 }

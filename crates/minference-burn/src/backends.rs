@@ -14,12 +14,23 @@ use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 use std::marker::PhantomData;
 
+/// What a [`SparseAttentionOp`] asks of the inner backend.
+#[derive(Debug, Clone)]
+enum Work {
+    /// [`SparseAttentionBackend::attention_with_index`] with a host index.
+    Index(SparseIndex),
+    /// [`SparseAttentionBackend::causal_attention`].
+    Causal,
+    /// [`SparseAttentionBackend::sparse_attention_forward`]: the index is built inside the op,
+    /// on the inner backend's device.
+    Patterns(LayerPatterns),
+}
+
 /// The sparse attention of one layer as a fusion operation: runs the inner backend's op.
 #[derive(Debug)]
 struct SparseAttentionOp<B> {
     desc: CustomOpIr,
-    /// `None`: causal dense attention over `geometry` ([`SparseAttentionBackend::causal_attention`]).
-    index: Option<SparseIndex>,
+    work: Work,
     geometry: Geometry,
     scale: f64,
     poison: bool,
@@ -40,11 +51,16 @@ impl<B: FusionBackend + SparseAttentionBackend> Operation<B::FusionRuntime>
             ))
         };
         let (q, k, v) = (tensor(q, handles), tensor(k, handles), tensor(v, handles));
-        // Shapes and the index were checked before the op was registered, so the inner op can
-        // only fail on a device fault, which a fusion stream has no way to report but panicking.
-        let result = match &self.index {
-            Some(index) => B::attention_with_index(q, k, v, index, self.scale, self.poison),
-            None => B::causal_attention(q, k, v, self.geometry, self.scale),
+        // Shapes, index and kernel support were checked before the op was registered (see
+        // `SparseAttentionBackend::check_supported`), so the inner op can only fail on a device
+        // fault, which a fusion stream has no way to report but panicking.
+        let (geometry, scale) = (self.geometry, self.scale);
+        let result = match &self.work {
+            Work::Index(index) => B::attention_with_index(q, k, v, index, scale, self.poison),
+            Work::Causal => B::causal_attention(q, k, v, geometry, scale),
+            Work::Patterns(patterns) => {
+                B::sparse_attention_forward(q, k, v, patterns, geometry, scale)
+            }
         }
         .expect("sparse attention kernel failed inside a fusion stream");
         handles.register_float_tensor::<B>(&out.id, result.into_primitive().tensor());
@@ -87,7 +103,7 @@ impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusio
             q,
             k,
             v,
-            Some(index.clone()),
+            Work::Index(index.clone()),
             geometry,
             scale,
             poison,
@@ -102,8 +118,42 @@ impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusio
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
         Ok(register_attention::<B>(
-            q, k, v, None, geometry, scale, false,
+            q,
+            k,
+            v,
+            Work::Causal,
+            geometry,
+            scale,
+            false,
         ))
+    }
+
+    /// One custom op for the whole layer: the inner backend estimates, converts and attends.
+    fn sparse_attention_forward(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        Ok(register_attention::<B>(
+            q,
+            k,
+            v,
+            Work::Patterns(patterns.clone()),
+            geometry,
+            scale,
+            false,
+        ))
+    }
+
+    fn check_supported(
+        device: &Self::Device,
+        head_dim: usize,
+        dtype: burn::tensor::DType,
+    ) -> Result<()> {
+        B::check_supported(device, head_dim, dtype)
     }
 }
 
@@ -112,7 +162,7 @@ fn register_attention<B: FusionBackend + SparseAttentionBackend>(
     q: Tensor<Fusion<B>, 4>,
     k: Tensor<Fusion<B>, 4>,
     v: Tensor<Fusion<B>, 4>,
-    index: Option<SparseIndex>,
+    work: Work,
     geometry: Geometry,
     scale: f64,
     poison: bool,
@@ -132,7 +182,7 @@ fn register_attention<B: FusionBackend + SparseAttentionBackend>(
     );
     let op = SparseAttentionOp::<B> {
         desc: desc.clone(),
-        index,
+        work,
         geometry,
         scale,
         poison,

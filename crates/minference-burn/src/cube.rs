@@ -3,16 +3,16 @@
 
 use crate::attention::SparseAttentionBackend;
 use crate::error::{MinferenceError, Result};
-use crate::estimate::block_sparse::BlockPicks;
 use crate::estimate::vertical_slash::VerticalSlashScores;
 use crate::index::{Geometry, SparseIndex};
-use crate::pattern::LayerPatterns;
+use crate::pattern::{LayerPatterns, Pattern, FORCED_SLASH, FORCED_VERTICAL};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::CubeElement;
 use minference_kernels::estimate::block_sparse as bs_kernels;
 use minference_kernels::estimate::vertical_slash as vs_kernels;
+use minference_kernels::index::{self as index_kernels, Forced, HeadPlan};
 use minference_kernels::sparse_flash::{self, IndexHandles, Path, Problem};
 
 /// Which kernel path runs for `dtype` on `client`'s device.
@@ -86,59 +86,40 @@ pub fn attention_with_index<R: CubeRuntime>(
     path: Option<Path>,
     poison: bool,
 ) -> Result<CubeTensor<R>> {
+    let [batch, heads, _, _] = q.meta.shape().dims();
+    if index.batch != batch || index.heads != heads {
+        return Err(MinferenceError::Shape {
+            what: "index",
+            got: vec![index.batch, index.heads],
+            expected: format!("an index built for q {:?}", q.meta.shape()),
+        });
+    }
     let handles = upload_index(&q.client, index);
-    attention_with_handles(q, k, v, index, &handles, scale, path, poison)
+    attention_with_handles(q, k, v, &index.geometry, &handles, scale, path, poison)
 }
 
-/// [`attention_with_index`] with the index already on the device (`handles` from
-/// [`upload_index`] of the same `index`, which still supplies the geometry checked here).
+/// [`attention_with_index`] with the index already on the device: from [`upload_index`] or
+/// [`device_index`] for the same `q`, `k` and `geometry`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_with_handles<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
     v: CubeTensor<R>,
-    index: &SparseIndex,
+    geometry: &Geometry,
     handles: &IndexHandles,
     scale: f64,
     path: Option<Path>,
     poison: bool,
 ) -> Result<CubeTensor<R>> {
     let client = q.client.clone();
-    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
-    let kv_heads = k.meta.shape().dims::<4>()[1];
-    let g = index.geometry;
-    if index.batch != batch
-        || index.heads != heads
-        || g.n_queries != n_queries
-        || g.n_keys != k.meta.shape().dims::<4>()[2]
-    {
-        return Err(MinferenceError::Shape {
-            what: "index",
-            got: vec![index.batch, index.heads, g.n_queries, g.n_keys],
-            expected: format!(
-                "an index built for q {:?} and k {:?}",
-                q.meta.shape(),
-                k.meta.shape()
-            ),
-        });
-    }
     if k.dtype != q.dtype || v.dtype != q.dtype {
         return Err(MinferenceError::Unsupported(format!(
             "q, k and v must share a dtype (found {:?}, {:?}, {:?})",
             q.dtype, k.dtype, v.dtype
         )));
     }
-    let problem = Problem {
-        batch,
-        heads,
-        kv_heads,
-        n_queries,
-        n_keys: g.n_keys,
-        query_offset: g.query_offset,
-        head_dim,
-        scale: scale as f32,
-    };
-    let path = path.unwrap_or_else(|| path_for(&client, q.dtype, head_dim));
+    let problem = problem_of(&q, &k, geometry, scale)?;
+    let path = path.unwrap_or_else(|| path_for(&client, q.dtype, problem.head_dim));
     let out = output(&q, poison);
     let q_dtype = q.dtype;
     let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
@@ -233,45 +214,93 @@ pub fn causal_attention<R: CubeRuntime>(
     }
 }
 
-/// Block-Sparse picks of every head computed by the device kernels
-/// (`minference_kernels::estimate::block_sparse`): only the chosen blocks are read back. `None`
-/// past the kernel's reach (more than 4096 key blocks), where the host estimate runs instead.
-pub fn block_sparse_picks<R: CubeRuntime>(
+/// Each head's [`HeadPlan`]: the pattern with its budgets clamped as the host estimators clamp
+/// them.
+fn head_plans(patterns: &LayerPatterns, geometry: &Geometry) -> Vec<HeadPlan> {
+    patterns
+        .heads()
+        .iter()
+        .map(|p| match *p {
+            Pattern::Dense => HeadPlan::Dense,
+            Pattern::AShape { sink, local } => HeadPlan::AShape { sink, local },
+            Pattern::VerticalSlash { vertical, slash } => {
+                let (vertical, slash) =
+                    crate::estimate::vertical_slash::clamp_budgets(vertical, slash, geometry);
+                HeadPlan::VerticalSlash { vertical, slash }
+            }
+            Pattern::BlockSparse { top_k } => HeadPlan::BlockSparse { top_k },
+        })
+        .collect()
+}
+
+/// Whether [`device_index`] can build this layer's index: the Block-Sparse selection holds at
+/// most 4096 key blocks (256K keys) in shared memory; past that the host selects those heads.
+pub fn device_index_fits(patterns: &LayerPatterns, geometry: &Geometry) -> bool {
+    geometry.key_blocks() <= bs_kernels::MAX_KEY_BLOCKS
+        || !patterns
+            .heads()
+            .iter()
+            .any(|p| matches!(p, Pattern::BlockSparse { .. }))
+}
+
+/// Every head's index estimated and converted on the device
+/// (`minference_kernels::index::build`): nothing goes through the host.
+pub fn device_index<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
+    patterns: &LayerPatterns,
     geometry: &Geometry,
-    top_k: usize,
     scale: f64,
-) -> Result<Option<BlockPicks>> {
+) -> Result<IndexHandles> {
     let client = q.client.clone();
     let problem = problem_of(&q, &k, geometry, scale)?;
-    if problem.key_blocks() > bs_kernels::MAX_KEY_BLOCKS {
-        return Ok(None);
-    }
+    let plans = head_plans(patterns, geometry);
+    let forced = Forced {
+        columns: FORCED_VERTICAL,
+        diagonals: FORCED_SLASH,
+    };
     let dtype = q.dtype;
-    let (qb, kb) = (q.binding(), k.binding());
-    let handles = match dtype {
-        DType::F32 => bs_kernels::select_blocks::<R, f32>(&client, qb, kb, &problem, top_k),
-        DType::F16 => bs_kernels::select_blocks::<R, half::f16>(&client, qb, kb, &problem, top_k),
-        DType::BF16 => bs_kernels::select_blocks::<R, half::bf16>(&client, qb, kb, &problem, top_k),
+    let (q, k) = (q.binding(), k.binding());
+    match dtype {
+        DType::F32 => index_kernels::build::<R, f32>(&client, q, k, &problem, &plans, forced),
+        DType::F16 => index_kernels::build::<R, half::f16>(&client, q, k, &problem, &plans, forced),
+        DType::BF16 => {
+            index_kernels::build::<R, half::bf16>(&client, q, k, &problem, &plans, forced)
+        }
         other => {
             return Err(MinferenceError::Unsupported(format!(
                 "index estimation takes f32, f16 or bf16 tensors, not {other:?}"
             )))
         }
     }
-    .map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    .map_err(|e| MinferenceError::Unsupported(e.to_string()))
+}
+
+/// A device index read back into a host [`SparseIndex`] (padded as the device built it).
+pub fn download_index<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    handles: IndexHandles,
+    geometry: Geometry,
+    batch: usize,
+    heads: usize,
+) -> SparseIndex {
     let read = |h| u32::from_bytes(&client.read_one_unchecked(h)).to_vec();
-    Ok(Some(BlockPicks {
-        query_blocks: problem.query_blocks(),
+    SparseIndex {
+        geometry,
+        batch,
+        heads,
         max_blocks: handles.max_blocks,
-        count: read(handles.block_count),
-        tiles: read(handles.block_offset),
-    }))
+        max_columns: handles.max_columns,
+        block_count: read(handles.block_count),
+        block_offset: read(handles.block_offset),
+        column_count: read(handles.column_count),
+        column_index: read(handles.column_index),
+    }
 }
 
 /// Vertical-Slash scores of every head computed by the device kernels
-/// (`minference_kernels::estimate`), read back for the host's top-k and conversion.
+/// (`minference_kernels::estimate`), read back: what the host selection uses past
+/// [`device_index_fits`], and what tests compare with the Burn-ops estimate.
 pub fn vertical_slash_scores<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
@@ -317,10 +346,28 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
             return "reference (CubeCL kernels are off by default on wgpu, see README: Known issues)";
         }
         match path_for(&client, F::dtype(), 128) {
-            Path::Mma => "cubecl mma register kernel",
+            Path::Mma => "cubecl mma register kernel (cp.async pipeline)",
+            Path::MmaSync => "cubecl mma register kernel (synchronous loads)",
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }
+    }
+
+    fn check_supported(device: &Self::Device, head_dim: usize, dtype: DType) -> Result<()> {
+        if !kernels_by_default(&R::client(device)) {
+            return Ok(());
+        }
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(MinferenceError::Unsupported(format!(
+                "the sparse attention kernels take f32, f16 or bf16 tensors, not {dtype:?}"
+            )));
+        }
+        if !(1..=256).contains(&head_dim) {
+            return Err(MinferenceError::Unsupported(
+                minference_kernels::KernelError::HeadDim(head_dim).to_string(),
+            ));
+        }
+        Ok(())
     }
 
     fn causal_attention(
@@ -343,6 +390,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         crate::attention::indexed_causal_attention(q, k, v, geometry, scale)
     }
 
+    /// The device index read back (tests and reports); past the device Block-Sparse
+    /// selection's reach the host selects, from device Vertical-Slash scores.
     fn build_index(
         q: &Tensor<Self, 4>,
         k: &Tensor<Self, 4>,
@@ -350,16 +399,28 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         geometry: Geometry,
         scale: f64,
     ) -> Result<SparseIndex> {
-        if !kernels_by_default(&R::client(&q.device())) {
+        let client = R::client(&q.device());
+        if !kernels_by_default(&client) {
             return Ok(crate::reference::build_index(
                 q, k, patterns, &geometry, scale,
             ));
         }
-        let mut estimates = crate::reference::Estimates {
+        let [batch, heads, _, _] = q.dims();
+        if device_index_fits(patterns, &geometry) {
+            let handles = device_index(
+                primitive(q.clone()),
+                primitive(k.clone()),
+                patterns,
+                &geometry,
+                scale,
+            )?;
+            return Ok(download_index(&client, handles, geometry, batch, heads));
+        }
+        let estimates = crate::reference::Estimates {
             vertical_slash: patterns
                 .heads()
                 .iter()
-                .any(|p| matches!(p, crate::Pattern::VerticalSlash { .. }))
+                .any(|p| matches!(p, Pattern::VerticalSlash { .. }))
                 .then(|| {
                     vertical_slash_scores(
                         primitive(q.clone()),
@@ -369,33 +430,31 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
                     )
                 })
                 .transpose()?,
-            ..Default::default()
         };
-        // One device selection per distinct budget; past the kernel's reach (> 256K keys) the
-        // host estimate runs for those heads.
-        let budgets: std::collections::BTreeSet<usize> = patterns
-            .heads()
-            .iter()
-            .filter_map(|p| match *p {
-                crate::Pattern::BlockSparse { top_k } => Some(top_k),
-                _ => None,
-            })
-            .collect();
-        for top_k in budgets {
-            let picks = block_sparse_picks(
-                primitive(q.clone()),
-                primitive(k.clone()),
-                &geometry,
-                top_k,
-                scale,
-            )?;
-            if let Some(picks) = picks {
-                estimates.block_sparse.insert(top_k, picks);
-            }
-        }
         Ok(crate::reference::build_index_with(
             q, k, patterns, &geometry, scale, estimates,
         ))
+    }
+
+    /// Index built and consumed on the device, where it fits ([`device_index_fits`]).
+    fn sparse_attention_forward(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Tensor<Self, 4>> {
+        if patterns.all_dense() {
+            return Self::causal_attention(q, k, v, geometry, scale);
+        }
+        if !kernels_by_default(&R::client(&q.device())) || !device_index_fits(patterns, &geometry) {
+            return crate::attention::indexed_forward(q, k, v, patterns, geometry, scale);
+        }
+        let (q, k, v) = (primitive(q), primitive(k), primitive(v));
+        let handles = device_index(q.clone(), k.clone(), patterns, &geometry, scale)?;
+        let out = attention_with_handles(q, k, v, &geometry, &handles, scale, None, false)?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
     }
 
     fn attention_with_index(

@@ -12,7 +12,6 @@ use crate::pattern::{LayerPatterns, Pattern};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
-use std::collections::HashMap;
 use std::ops::Range;
 
 /// Query rows per reference chunk (a multiple of the block size).
@@ -35,8 +34,6 @@ pub fn build_index<B: Backend>(
 pub struct Estimates {
     /// Vertical-Slash scores of every head.
     pub vertical_slash: Option<vertical_slash::VerticalSlashScores>,
-    /// Block-Sparse picks, by `top_k`.
-    pub block_sparse: HashMap<usize, block_sparse::BlockPicks>,
 }
 
 /// [`build_index`] with the estimates in `estimates` used as they are.
@@ -54,8 +51,7 @@ pub fn build_index_with<B: Backend>(
         needs(&|p| matches!(p, Pattern::VerticalSlash { .. }))
             .then(|| vertical_slash::scores(q, k, geometry, scale))
     });
-    let picks = estimates.block_sparse;
-    let bs = needs(&|p| matches!(p, Pattern::BlockSparse { top_k } if !picks.contains_key(top_k)))
+    let bs = needs(&|p| matches!(p, Pattern::BlockSparse { .. }))
         .then(|| block_sparse::scores(q, k, geometry, scale));
     let blocks = geometry.query_blocks();
     // One head's selections; heads are independent, so they are spread over the host's cores.
@@ -72,15 +68,6 @@ pub fn build_index_with<B: Backend>(
                     vertical_slash::select(scores.vertical_of(bh), scores.slash_of(bh), v, s);
                 (0..blocks)
                     .map(|m| vertical_slash_block(geometry, m, &columns, &diagonals))
-                    .collect()
-            }
-            Pattern::BlockSparse { top_k } if picks.contains_key(&top_k) => {
-                let chosen = &picks[&top_k];
-                (0..blocks)
-                    .map(|m| BlockSelection {
-                        tiles: chosen.row(bh, m).to_vec(),
-                        columns: Vec::new(),
-                    })
                     .collect()
             }
             Pattern::BlockSparse { top_k } => {

@@ -9,9 +9,12 @@
 //!   with fp32 statistics and accumulators, grouped-query heads read in place. Two paths: a
 //!   portable one (any device, any float), a tensor-core one (`cmma`, f16/bf16) and a
 //!   register-resident one (manual `mma`, softmax in registers, f16/bf16).
-//! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores).
+//! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores, top-k
+//!   selections, Block-Sparse pooling).
+//! - [`index`]: the whole unified index of a layer built on the device from per-head plans.
 
 pub mod estimate;
+pub mod index;
 pub mod sparse_flash;
 
 /// Rows of a query block and keys of a tile.

@@ -29,28 +29,6 @@ impl BlockScores {
     }
 }
 
-/// Chosen key blocks of every (batch · head, query block), as tile starts (`64 · block`,
-/// ascending): what a device computes instead of [`scores`] + [`select`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockPicks {
-    /// Query blocks per head.
-    pub query_blocks: usize,
-    /// Row width of `tiles`.
-    pub max_blocks: usize,
-    /// Chosen blocks per row.
-    pub count: Vec<u32>,
-    /// `[rows, max_blocks]` tile starts, padded.
-    pub tiles: Vec<u32>,
-}
-
-impl BlockPicks {
-    /// Tile starts of query block `m` of flat head `bh`.
-    pub fn row(&self, bh: usize, m: usize) -> &[u32] {
-        let slot = bh * self.query_blocks + m;
-        &self.tiles[slot * self.max_blocks..][..self.count[slot] as usize]
-    }
-}
-
 /// Mean over 64-row blocks of dim 2 (rows `0..len`, the last block partial).
 fn pool<B: Backend>(x: Tensor<B, 4>, len: usize) -> Tensor<B, 4> {
     let [b, h, n, d] = x.dims();

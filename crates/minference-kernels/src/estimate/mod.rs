@@ -1,4 +1,5 @@
 //! Run-time index estimation on the device.
 
 pub mod block_sparse;
+pub mod select;
 pub mod vertical_slash;

@@ -19,6 +19,7 @@
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
 use cubecl::ir::MatrixIdent;
+use cubecl::prelude::barrier::{copy_async_checked, Barrier};
 use cubecl::prelude::*;
 
 /// Eight input elements: one 16-byte global load.
@@ -60,6 +61,7 @@ fn stage_rows<F: Float>(
     x: &Tensor<Wide<F>>,
     base: usize,
     tile: &mut SharedMemory<Wide<F>>,
+    at: usize,
     item: usize,
     tiles: usize,
     tile_start: usize,
@@ -89,8 +91,76 @@ fn stage_rows<F: Float>(
         if key < n_keys {
             w = x[(base + key * x.stride(2usize)) / 8usize + c8];
         }
-        tile[r * slots + c8] = w;
+        tile[at + r * slots + c8] = w;
     }
+}
+
+/// [`stage_rows`] with `cp.async`: every unit issues its 16-byte copies (zero-filled for missing
+/// rows) and returns at once; the caller commits them to a barrier and waits on it before
+/// reading `tile[at..]`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn issue_rows<F: Float>(
+    x: &Tensor<Wide<F>>,
+    base: usize,
+    tile: &mut SharedMemory<Wide<F>>,
+    at: usize,
+    item: usize,
+    tiles: usize,
+    tile_start: usize,
+    columns: usize,
+    column_index: &Array<u32>,
+    column_base: usize,
+    n_keys: usize,
+    #[comptime] head_dim: usize,
+) {
+    let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
+    let chunks = comptime!(head_dim / 8usize);
+    let slots = comptime!(head_dim / 8usize + 1usize);
+    for u in range_stepped(tid, 64usize * chunks, 128usize) {
+        let r = u / chunks;
+        let c8 = u % chunks;
+        let key = item_key(
+            item,
+            r,
+            tiles,
+            tile_start,
+            columns,
+            column_index,
+            column_base,
+            n_keys,
+        );
+        let mut from = 0usize;
+        let mut len = 0usize;
+        if key < n_keys {
+            from = (base + key * x.stride(2usize)) / 8usize + c8;
+            len = 1usize;
+        }
+        let to = at + r * slots + c8;
+        copy_async_checked(
+            &x.slice(from, from + len),
+            &mut tile.slice_mut(to, to + 1usize),
+            8u32,
+        );
+    }
+}
+
+/// The start column of item `item` (0 for gathered-column chunks).
+#[cube]
+fn tile_start_of(
+    item: usize,
+    tiles: usize,
+    block_offset: &Array<u32>,
+    row: usize,
+    #[comptime] causal_dense: bool,
+) -> usize {
+    let mut start = 0usize;
+    if comptime!(causal_dense) {
+        start = item * 64usize;
+    } else if item < tiles {
+        start = block_offset[row + item] as usize;
+    }
+    start
 }
 
 #[cube(
@@ -118,6 +188,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] causal_dense: bool,
+    #[comptime] pipelined: bool,
 ) {
     // Heavy (late) query blocks first: causal rows grow with the block index.
     let m = (CUBE_COUNT_X - 1 - CUBE_POS_X) as usize;
@@ -141,15 +212,25 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let k_chunks = comptime!(head_dim / 16usize);
     let def = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
 
-    let mut ks = SharedMemory::<Wide<F>>::new(comptime!(64usize * (head_dim / 8usize + 1usize)));
-    let mut vs = SharedMemory::<Wide<F>>::new(comptime!(64usize * (head_dim / 8usize + 1usize)));
-    let mut keys = SharedMemory::<u32>::new(64usize);
+    // One K/V tile; the pipelined kernel keeps two of each (the next item's copies land in
+    // the other while this one is computed).
+    let tile_len = comptime!(64usize * (head_dim / 8usize + 1usize));
+    let buffers = comptime!(if pipelined { 2usize } else { 1usize });
+    let mut ks = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers));
+    let mut vs = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers));
+    let mut keys = SharedMemory::<u32>::new(comptime!(64usize * buffers));
+    // One barrier per buffer: a phase completes when every unit has arrived and its copies
+    // into that buffer have landed.
+    let barrier_0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
+    let barrier_1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
 
-    // Q block → shared memory (K's buffer; rows past n_queries are zeros) → A fragments.
+    // Q block → shared memory (the last K buffer; rows past n_queries are zeros) → A fragments.
+    let q_at = comptime!(tile_len * (buffers - 1usize));
     stage_rows::<F>(
         q,
         q_base + m * 64usize * q.stride(2usize),
         &mut ks,
+        q_at,
         0usize,
         1usize,
         0usize,
@@ -165,7 +246,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let mut qa = Array::<Pair<F>>::new(comptime!(head_dim / 4usize));
     #[unroll]
     for kk in 0..k_chunks {
-        let at = a_row * slots + 2usize * kk + lane / 16usize;
+        let at = q_at + a_row * slots + 2usize * kk + lane / 16usize;
         let frag = def.load_matrix::<Wide<F>, Const<2>>(
             &ks.slice(at, at + 1usize),
             MatrixIdent::A,
@@ -210,54 +291,165 @@ pub(super) fn sparse_flash_mma<F: Float>(
     };
     let column_base = slot * max_columns as usize;
     let items = tiles + columns.div_ceil(64usize);
-    for item in 0..items {
-        let mut tile_start = 0usize;
-        if comptime!(causal_dense) {
-            tile_start = item * 64usize;
-        } else if item < tiles {
-            tile_start = block_offset[slot * max_blocks as usize + item] as usize;
+    let row = slot * max_blocks as usize;
+    if comptime!(pipelined) {
+        // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
+        if items > 0usize {
+            let start = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
+            if tid < 64usize {
+                keys[tid] = item_key(
+                    0usize,
+                    tid,
+                    tiles,
+                    start,
+                    columns,
+                    column_index,
+                    column_base,
+                    n_keys,
+                ) as u32;
+            }
+            issue_rows::<F>(
+                k,
+                k_base,
+                &mut ks,
+                0usize,
+                0usize,
+                tiles,
+                start,
+                columns,
+                column_index,
+                column_base,
+                n_keys,
+                head_dim,
+            );
+            issue_rows::<F>(
+                v,
+                v_base,
+                &mut vs,
+                0usize,
+                0usize,
+                tiles,
+                start,
+                columns,
+                column_index,
+                column_base,
+                n_keys,
+                head_dim,
+            );
+            barrier_0.commit_copy_async();
         }
-        // Everyone is done with the previous item's K and V (and Q's staging) before they move.
-        sync_cube();
-        if tid < 64usize {
-            keys[tid] = item_key(
+    }
+    for item in 0..items {
+        let tile_start = tile_start_of(item, tiles, block_offset, row, causal_dense);
+        let mut buffer = 0usize;
+        if comptime!(pipelined) {
+            buffer = item % 2usize;
+            if item + 1usize < items {
+                // Everyone is done with the other buffer (the previous item, or Q) before the
+                // next item's copies go there.
+                sync_cube();
+                let next = item + 1usize;
+                let other = 1usize - buffer;
+                let start = tile_start_of(next, tiles, block_offset, row, causal_dense);
+                if tid < 64usize {
+                    keys[other * 64usize + tid] = item_key(
+                        next,
+                        tid,
+                        tiles,
+                        start,
+                        columns,
+                        column_index,
+                        column_base,
+                        n_keys,
+                    ) as u32;
+                }
+                issue_rows::<F>(
+                    k,
+                    k_base,
+                    &mut ks,
+                    other * tile_len,
+                    next,
+                    tiles,
+                    start,
+                    columns,
+                    column_index,
+                    column_base,
+                    n_keys,
+                    head_dim,
+                );
+                issue_rows::<F>(
+                    v,
+                    v_base,
+                    &mut vs,
+                    other * tile_len,
+                    next,
+                    tiles,
+                    start,
+                    columns,
+                    column_index,
+                    column_base,
+                    n_keys,
+                    head_dim,
+                );
+                if other == 0usize {
+                    barrier_0.commit_copy_async();
+                } else {
+                    barrier_1.commit_copy_async();
+                }
+            }
+            if buffer == 0usize {
+                barrier_0.arrive_and_wait();
+            } else {
+                barrier_1.arrive_and_wait();
+            }
+        } else {
+            // Everyone is done with the previous item's K and V (and Q's staging) before they
+            // move.
+            sync_cube();
+            if tid < 64usize {
+                keys[tid] = item_key(
+                    item,
+                    tid,
+                    tiles,
+                    tile_start,
+                    columns,
+                    column_index,
+                    column_base,
+                    n_keys,
+                ) as u32;
+            }
+            stage_rows::<F>(
+                k,
+                k_base,
+                &mut ks,
+                0usize,
                 item,
-                tid,
                 tiles,
                 tile_start,
                 columns,
                 column_index,
                 column_base,
                 n_keys,
-            ) as u32;
+                head_dim,
+            );
+            stage_rows::<F>(
+                v,
+                v_base,
+                &mut vs,
+                0usize,
+                item,
+                tiles,
+                tile_start,
+                columns,
+                column_index,
+                column_base,
+                n_keys,
+                head_dim,
+            );
+            sync_cube();
         }
-        stage_rows::<F>(
-            k,
-            k_base,
-            &mut ks,
-            item,
-            tiles,
-            tile_start,
-            columns,
-            column_index,
-            column_base,
-            n_keys,
-            head_dim,
-        );
-        stage_rows::<F>(
-            v,
-            v_base,
-            &mut vs,
-            item,
-            tiles,
-            tile_start,
-            columns,
-            column_index,
-            column_base,
-            n_keys,
-            head_dim,
-        );
-        sync_cube();
+        let k_at = buffer * tile_len;
+        let key_at = buffer * 64usize;
 
         // S = Q·Kᵀ: eight 16×8 tiles of this plane's rows. ldmatrix.x4 on K rows gives one key
         // tile's B fragments for two 16-wide slices of the head dimension: lane l gives key
@@ -268,7 +460,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
             let mut acc = Array::<Vector<f32, Const<2>>>::new(2usize);
             acc[0usize] = Vector::<f32, Const<2>>::empty().fill(0.0f32);
             acc[1usize] = Vector::<f32, Const<2>>::empty().fill(0.0f32);
-            let key_row = (8usize * j + lane % 8usize) * slots;
+            let key_row = k_at + (8usize * j + lane % 8usize) * slots;
             #[unroll]
             for kp in 0..comptime!(head_dim.div_ceil(32usize)) {
                 // Two 16-wide slices per ldmatrix.x4; an odd last slice takes an .x2.
@@ -314,7 +506,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 for e in 0..2usize {
                     let mut val = x[e] * scale;
                     if needs_mask {
-                        let key = keys[8usize * j + 2usize * t + e] as usize;
+                        let key = keys[key_at + 8usize * j + 2usize * t + e] as usize;
                         if key >= n_keys || key > position {
                             val = MASKED;
                         }
@@ -368,7 +560,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 a[vv] = Pair::<F>::cast_from(s[2usize * (2usize * kk + vv / 2usize) + vv % 2usize]);
             }
             let v_row =
-                (16usize * kk + 8usize * ((lane / 8usize) % 2usize) + lane % 8usize) * slots;
+                k_at + (16usize * kk + 8usize * ((lane / 8usize) % 2usize) + lane % 8usize) * slots;
             #[unroll]
             for jp in 0..comptime!(head_dim / 16usize) {
                 let at = v_row + 2usize * jp + lane / 16usize;
