@@ -266,37 +266,65 @@ pub fn block_scores_equal_naive<B: Backend>(device: &B::Device) {
 }
 
 pub fn structured_inputs_are_found<B: Backend>(device: &B::Device) {
-    // The planted diagonals and columns must be among Vertical-Slash's picks.
-    let spec = SyntheticSpec {
-        batch: 1,
-        heads: 4,
-        kv_heads: 2,
-        n_queries: 2000,
-        n_keys: 2000,
-        query_offset: None,
-        head_dim: 64,
-        kind: InputKind::Structured,
-        seed: 9,
-    };
-    let draw = generate(&spec);
-    let (q, k, _) = draw.tensors::<B>(device);
-    let geometry = Geometry::new(2000, 2000, None).unwrap();
-    let scores = vertical_slash::scores(&q, &k, &geometry, 0.125);
-    for h in 0..4 {
-        let (columns, diagonals) =
-            vertical_slash::select(scores.vertical_of(h), scores.slash_of(h), 100, 200);
-        for &o in &draw.planted.diagonals[h / 2] {
-            assert!(
-                diagonals.iter().any(|&d| (d as i64 - o as i64).abs() <= 2),
-                "head {h}: planted diagonal {o} (of {:?}) not found in {diagonals:?}",
-                draw.planted.diagonals[h / 2]
-            );
-        }
-        for &c in &draw.planted.columns[h / 2] {
-            assert!(
-                columns.contains(&(c as u32)),
-                "head {h}: planted column {c} not found"
-            );
+    // The planted diagonals and columns must be among Vertical-Slash's picks, with or without
+    // the power-law decay; with it, near diagonals must outscore far ones.
+    for kind in [InputKind::Structured, InputKind::PowerLaw] {
+        let spec = SyntheticSpec {
+            batch: 1,
+            heads: 4,
+            kv_heads: 2,
+            n_queries: 2000,
+            n_keys: 2000,
+            query_offset: None,
+            head_dim: 64,
+            kind,
+            seed: 9,
+        };
+        let draw = generate(&spec);
+        let (q, k, _) = draw.tensors::<B>(device);
+        let geometry = Geometry::new(2000, 2000, None).unwrap();
+        let scores = vertical_slash::scores(&q, &k, &geometry, 0.125);
+        for h in 0..4 {
+            let (columns, diagonals) =
+                vertical_slash::select(scores.vertical_of(h), scores.slash_of(h), 100, 200);
+            for &o in &draw.planted.diagonals[h / 2] {
+                assert!(
+                    diagonals.iter().any(|&d| (d as i64 - o as i64).abs() <= 2),
+                    "{kind:?} head {h}: planted diagonal {o} (of {:?}) not found in {diagonals:?}",
+                    draw.planted.diagonals[h / 2]
+                );
+            }
+            for &c in &draw.planted.columns[h / 2] {
+                assert!(
+                    columns.contains(&(c as u32)),
+                    "{kind:?} head {h}: planted column {c} not found"
+                );
+            }
+            if kind == InputKind::PowerLaw {
+                // Mean slash score of the diagonals that cross no planted structure: not near a
+                // planted diagonal, and not through a sink column in the last 64 rows (rows
+                // 1936..2000 cross column `c` on the diagonals `1936 − c ..= 1999 − c`).
+                let planted = &draw.planted.diagonals[h / 2];
+                let sinks = &draw.planted.columns[h / 2];
+                let clean = |o: usize| {
+                    planted.iter().all(|&p| p.abs_diff(o) > 2)
+                        && sinks
+                            .iter()
+                            .all(|&c| !(1936 - c.min(1936)..=1999 - c).contains(&o))
+                };
+                let mean = |range: std::ops::Range<usize>| {
+                    let kept: Vec<f32> = range
+                        .filter(|&o| clean(o))
+                        .map(|o| scores.slash_of(h)[o])
+                        .collect();
+                    kept.iter().sum::<f32>() / kept.len() as f32
+                };
+                let (near, far) = (mean(100..300), mean(1000..1900));
+                assert!(
+                    near > 1.2 * far,
+                    "head {h}: no distance decay (near {near:.2e}, far {far:.2e})"
+                );
+            }
         }
     }
 }

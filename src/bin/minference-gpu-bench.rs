@@ -9,12 +9,13 @@
 //! ```text
 //! minference-gpu-bench [--sizes 16384,32768|none] [--skip-checks] [--json FILE]
 //!                      [--llama 32768,131072] [--dump-inputs DIR]
+//!                      [--inputs structured,powerlaw,random]
 //! ```
 //!
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
 //! first token, dense vs Vertical-Slash everywhere). `--dump-inputs DIR` writes the exact Q, K
 //! and V each sweep size timed (bf16 values, stored as f32 `.npy`, `[1, heads, n, 128]`) as
-//! `DIR/{structured,random}-{n}-{q,k,v}.npy`, so that another implementation (MInference's
+//! `DIR/{structured,powerlaw,random}-{n}-{q,k,v}.npy`, so that another implementation (MInference's
 //! kernels) can be timed on the same inputs.
 
 use burn::tensor::activation::softmax;
@@ -273,7 +274,6 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                 ("portable", Path::Portable),
                 ("tensor-core", Path::TensorCore),
                 ("mma", Path::Mma),
-                ("mma-sync", Path::MmaSync),
             ] {
                 if path != Path::Portable && d % 16 != 0 {
                     continue;
@@ -558,17 +558,22 @@ fn write_npy<B: Backend>(t: &Tensor<B, 4>, path: &std::path::Path) -> std::io::R
     file.flush()
 }
 
-fn sweep(device: &Device, sizes: &[usize], dump: Option<&std::path::Path>) -> Vec<Record> {
+fn sweep(
+    device: &Device,
+    sizes: &[usize],
+    kinds: &[InputKind],
+    dump: Option<&std::path::Path>,
+) -> Vec<Record> {
     type B = Cuda<half::bf16>;
     let (heads, kv_heads, d) = (32, 8, 128);
     let scale = 1.0 / (d as f64).sqrt();
     let mut records = Vec::new();
     for &n in sizes {
-        for kind in [InputKind::Structured, InputKind::Random] {
-            let input = if kind == InputKind::Random {
-                "random"
-            } else {
-                "structured"
+        for &kind in kinds {
+            let input = match kind {
+                InputKind::Random => "random",
+                InputKind::Structured => "structured",
+                InputKind::PowerLaw => "powerlaw",
             };
             let (q, k, v) = if kind == InputKind::Random {
                 let r = |h| {
@@ -640,7 +645,6 @@ fn sweep(device: &Device, sizes: &[usize], dump: Option<&std::path::Path>) -> Ve
             for (pattern, path) in [
                 (Pattern::Dense, None),
                 (Pattern::Dense, Some(Path::TensorCore)),
-                (Pattern::Dense, Some(Path::MmaSync)),
                 (Pattern::BlockSparse { top_k: 100 }, None),
                 (
                     Pattern::VerticalSlash {
@@ -650,8 +654,9 @@ fn sweep(device: &Device, sizes: &[usize], dump: Option<&std::path::Path>) -> Ve
                     None,
                 ),
             ] {
-                // The shared-memory `cmma` path is timed once, at the smallest size, for the ratio.
-                if path.is_some() && n != sizes[0] {
+                // The shared-memory `cmma` path is timed once, at the smallest size if that is at
+                // most 32K (17 s a launch at 128K), for the ratio.
+                if path.is_some() && (n != sizes[0] || n > 32768) {
                     continue;
                 }
                 let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
@@ -681,7 +686,6 @@ fn sweep(device: &Device, sizes: &[usize], dump: Option<&std::path::Path>) -> Ve
                 let flops = index.computed_tiles() as f64 * 64.0 * 64.0 * d as f64 * 4.0;
                 let label = match path {
                     Some(Path::TensorCore) => format!("{pattern} [cmma path]"),
-                    Some(Path::MmaSync) => format!("{pattern} [mma, sync loads]"),
                     _ => pattern.to_string(),
                 };
                 let record = Record {
@@ -823,7 +827,17 @@ fn main() {
         Vec::new()
     } else {
         let dump = value("--dump-inputs").map(std::path::PathBuf::from);
-        sweep(&device, &sizes, dump.as_deref())
+        let kinds: Vec<InputKind> = value("--inputs")
+            .unwrap_or_else(|| "structured,powerlaw,random".into())
+            .split(',')
+            .map(|k| match k {
+                "structured" => InputKind::Structured,
+                "powerlaw" => InputKind::PowerLaw,
+                "random" => InputKind::Random,
+                other => panic!("--inputs takes structured, powerlaw, random; not {other}"),
+            })
+            .collect();
+        sweep(&device, &sizes, &kinds, dump.as_deref())
     };
     if let Some(path) = value("--json") {
         let json: Vec<String> = records

@@ -346,8 +346,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
             return "reference (CubeCL kernels are off by default on wgpu, see README: Known issues)";
         }
         match path_for(&client, F::dtype(), 128) {
-            Path::Mma => "cubecl mma register kernel (cp.async pipeline)",
-            Path::MmaSync => "cubecl mma register kernel (synchronous loads)",
+            Path::Mma => "cubecl mma register kernel",
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }

@@ -11,6 +11,12 @@
 //! - a *sink* direction that a few keys (the first ones and some random "heavy hitters") carry
 //!   and every query asks for (vertical columns).
 //!
+//! [`InputKind::PowerLaw`] is the same with the local direction spread evenly over every RoPE
+//! pair at Llama-3's base (500 000): each pair adds `cos(Δθ_i)`, about 1 while `Δθ_i < 1` and
+//! about 0 on average after, so the local logit falls like `log Δ` across the whole context and
+//! attention decays as a power law of the distance, as in long-context Llama heads (the
+//! nearest diagonals then lead the slash scores, rather than only the first hundred).
+//!
 //! [`InputKind::Random`] is plain N(0, 1): no structure, the worst case for sparse attention.
 
 use burn::tensor::backend::Backend;
@@ -25,6 +31,8 @@ pub enum InputKind {
     Random,
     /// Planted sinks, diagonals and local decay (see the module docs).
     Structured,
+    /// [`InputKind::Structured`] with a power-law distance decay over the whole context.
+    PowerLaw,
 }
 
 /// Shapes and seed of a synthetic draw.
@@ -109,11 +117,9 @@ fn code(family: u64, position: usize, d: usize) -> Vec<f32> {
     unit(&mut rng, d, d)
 }
 
-/// Adds `weight · RoPE(position)(dir)` to `out` (pairs `(2i, 2i+1)`, base 10000).
-fn add_rotated(out: &mut [f32], dir: &[f32], position: usize, weight: f32) {
-    let d = dir.len();
-    for i in 0..d / 2 {
-        let theta = 10000f64.powf(-2.0 * i as f64 / d as f64);
+/// Adds `weight · RoPE(position)(dir)` to `out` (pairs `(2i, 2i+1)`, frequencies `thetas`).
+fn add_rotated(out: &mut [f32], dir: &[f32], position: usize, weight: f32, thetas: &[f64]) {
+    for (i, &theta) in thetas.iter().enumerate() {
         let (sin, cos) = ((position as f64) * theta).sin_cos();
         let (x, y) = (dir[2 * i] as f64, dir[2 * i + 1] as f64);
         out[2 * i] += weight * (x * cos - y * sin) as f32;
@@ -157,11 +163,33 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
     }
     // Weights chosen so that each planted peak adds a few units to the softmax logits.
     let amplitude = |logit: f32| (logit * (d as f32).sqrt()).sqrt();
+    let base = if kind == InputKind::PowerLaw {
+        500_000f64
+    } else {
+        10_000f64
+    };
+    let thetas: Vec<f64> = (0..d / 2)
+        .map(|i| base.powf(-2.0 * i as f64 / d as f64))
+        .collect();
+    // The power-law local direction: equal weight on every pair.
+    let even = |rng: &mut StdRng| -> Vec<f32> {
+        let norm = (d as f32 / 2.0).sqrt();
+        (0..d / 2)
+            .flat_map(|_| {
+                let angle = std::f32::consts::TAU * rng.random::<f32>();
+                [angle.cos() / norm, angle.sin() / norm]
+            })
+            .collect()
+    };
     let (local, slash, sink) = (amplitude(3.0), amplitude(4.0), amplitude(6.0));
     let noise = 0.5;
     for b in 0..batch {
         for g in 0..kv_heads {
-            let a = unit(&mut rng, d, d);
+            let a = if kind == InputKind::PowerLaw {
+                even(&mut rng)
+            } else {
+                unit(&mut rng, d, d)
+            };
             let s = unit(&mut rng, d, d);
             let slashes: Vec<(u64, usize)> = (0..3)
                 .map(|_| (rng.random::<u64>(), rng.random_range(1..n_keys.max(2))))
@@ -173,7 +201,7 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
             for j in 0..n_keys {
                 let row = &mut k[((b * kv_heads + g) * n_keys + j) * d..][..d];
                 row.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
-                add_rotated(row, &a, j, local);
+                add_rotated(row, &a, j, local, &thetas);
                 for &(family, o) in &slashes {
                     row.iter_mut()
                         .zip(code(family, j + o, d))
@@ -188,7 +216,7 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
                     let p = offset + i;
                     let row = &mut q[((b * heads + h) * n_queries + i) * d..][..d];
                     row.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
-                    add_rotated(row, &a, p, local);
+                    add_rotated(row, &a, p, local, &thetas);
                     for &(family, _) in &slashes {
                         row.iter_mut()
                             .zip(code(family, p, d))

@@ -20,9 +20,16 @@ use cubecl::server::Handle;
 /// Most key blocks [`select`] holds in shared memory (16 KiB of scores): 256K keys.
 pub const MAX_KEY_BLOCKS: usize = 4096;
 
-/// Cube `(block, h, b)`, unit `c`: the mean of rows `64·block ..` (at most `len`) of column `c`.
+/// Cube `(block, h, b)`, unit `c`: the mean of rows `64·block ..` (at most `len`) of column `c`,
+/// into `pooled[bh, block, c]`, or `pooled[bh, c, block]` when `transposed` (pooled keys: the
+/// units of [`select`] then read consecutive blocks of one column, coalesced).
 #[cube(launch_unchecked)]
-pub fn pool<F: Float>(x: &Tensor<F>, pooled: &mut Array<f32>, len: u32) {
+pub fn pool<F: Float>(
+    x: &Tensor<F>,
+    pooled: &mut Array<f32>,
+    len: u32,
+    #[comptime] transposed: bool,
+) {
     let c = UNIT_POS_X as usize;
     let d = CUBE_DIM_X as usize;
     let block = CUBE_POS_X as usize;
@@ -37,7 +44,13 @@ pub fn pool<F: Float>(x: &Tensor<F>, pooled: &mut Array<f32>, len: u32) {
     for r in start..end {
         sum += f32::cast_from(x[base + r * x.stride(2)]);
     }
-    pooled[((b * heads + h) * blocks + block) * d + c] = sum / (end - start) as f32;
+    let bh = b * heads + h;
+    let at = if comptime!(transposed) {
+        (bh * d + c) * blocks + block
+    } else {
+        (bh * blocks + block) * d + c
+    };
+    pooled[at] = sum / (end - start) as f32;
 }
 
 /// Cube `(m, h, b)`: the chosen key blocks of query block `m` as tile starts (`64·block`) into
@@ -89,16 +102,17 @@ pub fn select(
             if forced {
                 forced_count += 1u32;
             } else {
-                let k_base = (kv * key_blocks + j) * head_dim;
+                // Keys pooled transposed: consecutive units read consecutive blocks.
+                let k_base = kv * head_dim * key_blocks + j;
                 let mut dot = 0.0f32;
                 for c in 0..head_dim {
-                    dot += pooled_q[q_base + c] * pooled_k[k_base + c];
+                    dot += pooled_q[q_base + c] * pooled_k[k_base + c * key_blocks];
                 }
                 key = order_key(dot * scale);
             }
             keys[j] = key;
         }
-        let forced_total = cube_sum(forced_count, &mut scratch);
+        let forced_total = cube_sum(forced_count, &mut scratch, SELECT_UNITS);
         let budget = u32::min(u32::max(wanted, forced_total), visible as u32);
         emit_top(
             &keys.to_slice(),
@@ -107,6 +121,7 @@ pub fn select(
             block_offset,
             slot * max_blocks as usize,
             64u32,
+            SELECT_UNITS,
         );
         if tid == 0usize {
             block_count[slot] = budget;
@@ -152,6 +167,7 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             q.into_tensor_arg(),
             arr(&pooled_q, rows * p.head_dim),
             p.n_queries as u32,
+            false,
         );
         pool::launch_unchecked::<F, R>(
             client,
@@ -160,6 +176,7 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             k.into_tensor_arg(),
             arr(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim),
             p.n_keys as u32,
+            true,
         );
         select::launch_unchecked::<R>(
             client,

@@ -14,8 +14,10 @@
 
 use cubecl::prelude::*;
 
-/// Units of a selecting cube.
+/// Units of a Block-Sparse selecting cube (one per query block: many small rows).
 pub const SELECT_UNITS: usize = 256;
+/// Units of a Vertical-Slash selecting cube (one per head and kind: few rows of `n` entries).
+pub const ROW_UNITS: usize = 512;
 
 /// The key of an entry that is always kept (above the key of any score).
 pub const FORCED: u32 = 0xFFFF_FFFF;
@@ -37,16 +39,16 @@ pub fn order_key(x: f32) -> u32 {
     u32::min(key, FORCED - 1u32)
 }
 
-/// Sums `value` over the cube's units through `scratch` (one slot per unit); every unit gets
-/// the total.
+/// Sums `value` over the cube's `units` units through `scratch` (one slot per unit); every unit
+/// gets the total.
 #[cube]
-pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>) -> u32 {
+pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: usize) -> u32 {
     let tid = UNIT_POS_X as usize;
     scratch[tid] = value;
     sync_cube();
     #[unroll]
-    for level in 0..comptime!(SELECT_UNITS.ilog2() as usize) {
-        let stride = comptime!(SELECT_UNITS / 2) >> level;
+    for level in 0..comptime!(units.ilog2() as usize) {
+        let stride = comptime!(units / 2) >> level;
         if tid < stride {
             scratch[tid] += scratch[tid + stride];
         }
@@ -59,7 +61,7 @@ pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>) -> u32 {
 
 /// Chooses the `budget` largest of `keys[0..len]` (ties by lower index, `budget ≤ len`) and
 /// writes `step · index` for each, ascending, to `out[base..base + budget]`. Called by all
-/// [`SELECT_UNITS`] units of the cube.
+/// `units` units of the cube (a power of two).
 #[cube]
 pub fn emit_top(
     keys: &Slice<u32>,
@@ -68,27 +70,28 @@ pub fn emit_top(
     out: &mut Array<u32>,
     base: usize,
     step: u32,
+    #[comptime] units: usize,
 ) {
     let tid = UNIT_POS_X as usize;
-    let mut scratch = SharedMemory::<u32>::new(SELECT_UNITS);
+    let mut scratch = SharedMemory::<u32>::new(units);
 
     // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t.
     let mut threshold = 0u32;
     for bit in 0..32u32 {
         let candidate = threshold | (1u32 << (31u32 - bit));
         let mut count = 0u32;
-        for j in range_stepped(tid, len, SELECT_UNITS) {
+        for j in range_stepped(tid, len, units) {
             if keys[j] >= candidate {
                 count += 1u32;
             }
         }
-        if cube_sum(count, &mut scratch) >= budget {
+        if cube_sum(count, &mut scratch, units) >= budget {
             threshold = candidate;
         }
     }
 
     // Each unit owns a contiguous run of entries so that the output stays sorted.
-    let run = len.div_ceil(SELECT_UNITS);
+    let run = len.div_ceil(units);
     let start = usize::min(tid * run, len);
     let end = usize::min(start + run, len);
     let mut above = 0u32;
@@ -100,16 +103,16 @@ pub fn emit_top(
             ties += 1u32;
         }
     }
-    let ties_wanted = budget - cube_sum(above, &mut scratch);
+    let ties_wanted = budget - cube_sum(above, &mut scratch, units);
     // Exclusive prefix sums of (above, ties) over the units, by one unit.
-    let mut prefix = SharedMemory::<u32>::new(comptime!(2usize * SELECT_UNITS));
+    let mut prefix = SharedMemory::<u32>::new(comptime!(2usize * units));
     prefix[2usize * tid] = above;
     prefix[2usize * tid + 1usize] = ties;
     sync_cube();
     if tid == 0usize {
         let mut run_above = 0u32;
         let mut run_ties = 0u32;
-        for u in 0..SELECT_UNITS {
+        for u in 0..units {
             let a = prefix[2usize * u];
             let t = prefix[2usize * u + 1usize];
             prefix[2usize * u] = run_above;
@@ -202,6 +205,7 @@ pub fn top_rows(
             chosen,
             (bh * 2usize + which) * width as usize,
             1u32,
+            ROW_UNITS,
         );
     }
 }

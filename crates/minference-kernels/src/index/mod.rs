@@ -200,7 +200,7 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
             select::top_rows::launch_unchecked::<R>(
                 client,
                 CubeCount::Static(2, p.heads as u32, p.batch as u32),
-                CubeDim::new_1d(select::SELECT_UNITS as u32),
+                CubeDim::new_1d(select::ROW_UNITS as u32),
                 arr(&keys, bh * row),
                 arr(&budgets, 2 * p.heads),
                 arr(&chosen, bh * 2 * width),

@@ -15,6 +15,11 @@
 //! into row-major tiles padded by 16 bytes a row (so the eight rows an `ldmatrix` reads hit
 //! distinct banks); fragments come out with `ldmatrix` (K, Q) and `ldmatrix.trans` (V), four
 //! 8×8 matrices per instruction.
+//!
+//! With `pipelined` (the launcher sets it for index-free causal dense) the copies are `cp.async`
+//! into two buffers with one barrier each: the next item's copies are in flight while the
+//! current item is computed, and tile starts are read an item ahead. The indexed kernel keeps
+//! synchronous loads, which measured faster with an index (see `Path::Mma`).
 
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
@@ -53,8 +58,10 @@ fn item_key(
     key
 }
 
-/// Copies 64 rows of `x` (the item's keys, or the query block when `keys_of` is `None`) into a
-/// padded row-major tile, 16 bytes per load and store; missing rows become zeros.
+/// Copies the item's 64 rows of `x` (keys, or the query block as item 0 of one tile) into the
+/// padded row-major tile at `tile[at..]`, 16 bytes per copy; missing rows become zeros. With
+/// `asynchronous` the copies are `cp.async` issued without waiting: the caller commits them to
+/// a barrier and waits on it before reading the tile.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage_rows<F: Float>(
@@ -70,6 +77,7 @@ fn stage_rows<F: Float>(
     column_base: usize,
     n_keys: usize,
     #[comptime] head_dim: usize,
+    #[comptime] asynchronous: bool,
 ) {
     let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
     let chunks = comptime!(head_dim / 8usize);
@@ -87,62 +95,96 @@ fn stage_rows<F: Float>(
             column_base,
             n_keys,
         );
-        let mut w = Wide::<F>::empty().fill(F::from_int(0));
-        if key < n_keys {
-            w = x[(base + key * x.stride(2usize)) / 8usize + c8];
+        let to = at + r * slots + c8;
+        if comptime!(asynchronous) {
+            let mut from = 0usize;
+            let mut len = 0usize;
+            if key < n_keys {
+                from = (base + key * x.stride(2usize)) / 8usize + c8;
+                len = 1usize;
+            }
+            copy_async_checked(
+                &x.slice(from, from + len),
+                &mut tile.slice_mut(to, to + 1usize),
+                8u32,
+            );
+        } else {
+            let mut w = Wide::<F>::empty().fill(F::from_int(0));
+            if key < n_keys {
+                w = x[(base + key * x.stride(2usize)) / 8usize + c8];
+            }
+            tile[to] = w;
         }
-        tile[at + r * slots + c8] = w;
     }
 }
 
-/// [`stage_rows`] with `cp.async`: every unit issues its 16-byte copies (zero-filled for missing
-/// rows) and returns at once; the caller commits them to a barrier and waits on it before
-/// reading `tile[at..]`.
+/// Stages item `item` (tile start `start`) into buffer `buffer`: the key position of each of its
+/// rows into `keys[64·buffer ..]` (for the mask), its K and V rows into the buffer's tiles.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn issue_rows<F: Float>(
-    x: &Tensor<Wide<F>>,
-    base: usize,
-    tile: &mut SharedMemory<Wide<F>>,
-    at: usize,
+fn stage_item<F: Float>(
+    k: &Tensor<Wide<F>>,
+    v: &Tensor<Wide<F>>,
+    k_base: usize,
+    v_base: usize,
+    ks: &mut SharedMemory<Wide<F>>,
+    vs: &mut SharedMemory<Wide<F>>,
+    keys: &mut SharedMemory<u32>,
+    buffer: usize,
     item: usize,
     tiles: usize,
-    tile_start: usize,
+    start: usize,
     columns: usize,
     column_index: &Array<u32>,
     column_base: usize,
     n_keys: usize,
     #[comptime] head_dim: usize,
+    #[comptime] asynchronous: bool,
 ) {
     let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
-    let chunks = comptime!(head_dim / 8usize);
-    let slots = comptime!(head_dim / 8usize + 1usize);
-    for u in range_stepped(tid, 64usize * chunks, 128usize) {
-        let r = u / chunks;
-        let c8 = u % chunks;
-        let key = item_key(
+    let at = buffer * comptime!(64usize * (head_dim / 8usize + 1usize));
+    if tid < 64usize {
+        keys[buffer * 64usize + tid] = item_key(
             item,
-            r,
+            tid,
             tiles,
-            tile_start,
+            start,
             columns,
             column_index,
             column_base,
             n_keys,
-        );
-        let mut from = 0usize;
-        let mut len = 0usize;
-        if key < n_keys {
-            from = (base + key * x.stride(2usize)) / 8usize + c8;
-            len = 1usize;
-        }
-        let to = at + r * slots + c8;
-        copy_async_checked(
-            &x.slice(from, from + len),
-            &mut tile.slice_mut(to, to + 1usize),
-            8u32,
-        );
+        ) as u32;
     }
+    stage_rows::<F>(
+        k,
+        k_base,
+        ks,
+        at,
+        item,
+        tiles,
+        start,
+        columns,
+        column_index,
+        column_base,
+        n_keys,
+        head_dim,
+        asynchronous,
+    );
+    stage_rows::<F>(
+        v,
+        v_base,
+        vs,
+        at,
+        item,
+        tiles,
+        start,
+        columns,
+        column_index,
+        column_base,
+        n_keys,
+        head_dim,
+        asynchronous,
+    );
 }
 
 /// The start column of item `item` (0 for gathered-column chunks).
@@ -198,7 +240,6 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let blocks = CUBE_COUNT_X as usize;
     let lane = UNIT_POS_X as usize;
     let plane = UNIT_POS_Y as usize;
-    let tid = plane * 32usize + lane;
     let g = lane / 4usize;
     let t = lane % 4usize;
     let n_queries = n_queries as usize;
@@ -239,6 +280,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
         0usize,
         n_queries - m * 64usize,
         head_dim,
+        false,
     );
     sync_cube();
     // ldmatrix.x4 of a 16×16 A tile: lane l gives row l%8 + 8·((l/8)%2), column half l/16.
@@ -292,55 +334,38 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let column_base = slot * max_columns as usize;
     let items = tiles + columns.div_ceil(64usize);
     let row = slot * max_blocks as usize;
+    // Tile starts are read one item ahead of their use, so that no copy waits on a global load
+    // of the index: `start_next` is the next item's, loaded during the current one.
+    let mut start_current = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
+    let mut start_next = tile_start_of(1usize, tiles, block_offset, row, causal_dense);
     if comptime!(pipelined) {
         // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
         if items > 0usize {
-            let start = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
-            if tid < 64usize {
-                keys[tid] = item_key(
-                    0usize,
-                    tid,
-                    tiles,
-                    start,
-                    columns,
-                    column_index,
-                    column_base,
-                    n_keys,
-                ) as u32;
-            }
-            issue_rows::<F>(
+            stage_item::<F>(
                 k,
-                k_base,
-                &mut ks,
-                0usize,
-                0usize,
-                tiles,
-                start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-                head_dim,
-            );
-            issue_rows::<F>(
                 v,
+                k_base,
                 v_base,
+                &mut ks,
                 &mut vs,
+                &mut keys,
                 0usize,
                 0usize,
                 tiles,
-                start,
+                start_current,
                 columns,
                 column_index,
                 column_base,
                 n_keys,
                 head_dim,
+                true,
             );
             barrier_0.commit_copy_async();
         }
     }
     for item in 0..items {
-        let tile_start = tile_start_of(item, tiles, block_offset, row, causal_dense);
+        let tile_start = start_current;
+        let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
         let mut buffer = 0usize;
         if comptime!(pipelined) {
             buffer = item % 2usize;
@@ -348,48 +373,25 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 // Everyone is done with the other buffer (the previous item, or Q) before the
                 // next item's copies go there.
                 sync_cube();
-                let next = item + 1usize;
                 let other = 1usize - buffer;
-                let start = tile_start_of(next, tiles, block_offset, row, causal_dense);
-                if tid < 64usize {
-                    keys[other * 64usize + tid] = item_key(
-                        next,
-                        tid,
-                        tiles,
-                        start,
-                        columns,
-                        column_index,
-                        column_base,
-                        n_keys,
-                    ) as u32;
-                }
-                issue_rows::<F>(
+                stage_item::<F>(
                     k,
-                    k_base,
-                    &mut ks,
-                    other * tile_len,
-                    next,
-                    tiles,
-                    start,
-                    columns,
-                    column_index,
-                    column_base,
-                    n_keys,
-                    head_dim,
-                );
-                issue_rows::<F>(
                     v,
+                    k_base,
                     v_base,
+                    &mut ks,
                     &mut vs,
-                    other * tile_len,
-                    next,
+                    &mut keys,
+                    other,
+                    item + 1usize,
                     tiles,
-                    start,
+                    start_next,
                     columns,
                     column_index,
                     column_base,
                     n_keys,
                     head_dim,
+                    true,
                 );
                 if other == 0usize {
                     barrier_0.commit_copy_async();
@@ -406,36 +408,14 @@ pub(super) fn sparse_flash_mma<F: Float>(
             // Everyone is done with the previous item's K and V (and Q's staging) before they
             // move.
             sync_cube();
-            if tid < 64usize {
-                keys[tid] = item_key(
-                    item,
-                    tid,
-                    tiles,
-                    tile_start,
-                    columns,
-                    column_index,
-                    column_base,
-                    n_keys,
-                ) as u32;
-            }
-            stage_rows::<F>(
+            stage_item::<F>(
                 k,
-                k_base,
-                &mut ks,
-                0usize,
-                item,
-                tiles,
-                tile_start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-                head_dim,
-            );
-            stage_rows::<F>(
                 v,
+                k_base,
                 v_base,
+                &mut ks,
                 &mut vs,
+                &mut keys,
                 0usize,
                 item,
                 tiles,
@@ -445,11 +425,14 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 column_base,
                 n_keys,
                 head_dim,
+                false,
             );
             sync_cube();
         }
         let k_at = buffer * tile_len;
         let key_at = buffer * 64usize;
+        start_current = start_next;
+        start_next = start_after;
 
         // S = Q·Kᵀ: eight 16×8 tiles of this plane's rows. ldmatrix.x4 on K rows gives one key
         // tile's B fragments for two 16-wide slices of the head dimension: lane l gives key

@@ -124,12 +124,12 @@ pub enum Path {
     TensorCore,
     /// Manual `mma.m16n8k16` products with the scores, softmax and output in registers
     /// (FlashAttention-2's structure): f16/bf16, head dims 16..=128 in steps of 16, inputs whose
-    /// head dimension is contiguous (16-byte loads). K/V tiles come in with `cp.async` into two
-    /// buffers, the next item's copies in flight while the current one is computed.
+    /// head dimension is contiguous (16-byte loads). Without an index (causal dense) K/V tiles
+    /// come in with `cp.async` into two buffers, the next tile's copies in flight while the
+    /// current one is computed; with an index the loads are synchronous, which measured faster
+    /// there (H200, bf16, d = 128: 133 against 125 TFLOP/s, while the pipeline lifts the
+    /// index-free kernel from 135 to 195).
     Mma,
-    /// [`Path::Mma`] with synchronous loads (one buffer, loaded then computed): the measure of
-    /// what the pipeline buys.
-    MmaSync,
 }
 
 /// `elem × elem → f32` products of shape `m×n×16` for one 32-wide plane (both tensor-core
@@ -311,7 +311,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             }
         };
     }
-    if causal_dense && !matches!(path, Path::Mma | Path::MmaSync) {
+    if causal_dense && path != Path::Mma {
         return Err(KernelError::NoCausalDense);
     }
     match path {
@@ -320,7 +320,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             CubeDim::new_1d(BLOCK as u32),
             portable_chunk(p.head_dim)
         ),
-        Path::TensorCore | Path::Mma | Path::MmaSync => {
+        Path::TensorCore | Path::Mma => {
             let elem = F::as_type_native_unchecked().storage_type();
             if !p.head_dim.is_multiple_of(16) {
                 return Err(KernelError::HeadDim(p.head_dim));
@@ -329,7 +329,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 return Err(KernelError::NoTensorCores);
             }
             let size = elem.size();
-            let registers = matches!(path, Path::Mma | Path::MmaSync)
+            let registers = path == Path::Mma
                 && p.head_dim <= 128
                 && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
             if registers {
@@ -337,7 +337,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     mma::sparse_flash_mma::launch_unchecked::<F, R>,
                     CubeDim::new_2d(32, 4),
                     causal_dense,
-                    path == Path::Mma
+                    causal_dense
                 )
             } else if causal_dense {
                 return Err(KernelError::NoCausalDense);
