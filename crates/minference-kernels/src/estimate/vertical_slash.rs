@@ -173,6 +173,23 @@ pub fn row_stats(
     }
 }
 
+/// `p[r, key]` of head `bh`: the stored logit through its row's softmax statistics.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn probability(
+    logits: &Array<f32>,
+    row_max: &Array<f32>,
+    row_sum: &Array<f32>,
+    bh: usize,
+    last: usize,
+    r: usize,
+    n_keys: usize,
+    key: usize,
+) -> f32 {
+    let row = bh * last + r;
+    f32::exp(logits[row * n_keys + key] - row_max[row]) / row_sum[row]
+}
+
 /// Unit per key: `vertical[bh, key] = Σ_r p[r, key]` over the rows that see the key.
 #[cube(launch_unchecked)]
 pub fn columns(
@@ -192,8 +209,7 @@ pub fn columns(
         let mut total = 0.0f32;
         for r in 0..last {
             if key <= first_position as usize + r {
-                let x = logits[(bh * last + r) * n_keys + key];
-                total += f32::exp(x - row_max[bh * last + r]) / row_sum[bh * last + r];
+                total += probability(logits, row_max, row_sum, bh, last, r, n_keys, key);
             }
         }
         vertical[bh * n_keys + key] = total;
@@ -223,8 +239,7 @@ pub fn diagonals(
         for r in 0..last {
             let position = first_position as usize + r;
             if o <= position {
-                let x = logits[(bh * last + r) * n_keys + position - o];
-                total += f32::exp(x - row_max[bh * last + r]) / row_sum[bh * last + r];
+                total += probability(logits, row_max, row_sum, bh, last, r, n_keys, position - o);
             }
         }
         slash[bh * n_diagonals + o] = total;
