@@ -24,7 +24,7 @@ use burn::tensor::{Bool, Distribution, Element, Tensor, TensorData};
 use minference::cube;
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
-use minference::{Geometry, LayerPatterns, Pattern, SparseIndex};
+use minference::{Geometry, LayerPatterns, Pattern, SparseAttentionBackend, SparseIndex};
 use minference_kernels::sparse_flash::Path;
 use std::time::Instant;
 
@@ -394,6 +394,55 @@ fn fused_check(device: &Device) -> (String, bool) {
         format!(
             "fused (CudaFusion<bf16>) vs plain: max diff {err:.2e}, engine {} {}",
             <Fused as minference::SparseAttentionBackend>::engine(device),
+            if ok { "ok" } else { "FAIL" }
+        ),
+        ok,
+    )
+}
+
+/// The automatic switch to dense (`attention_or_dense`): a near-dense index runs the
+/// index-free kernel and matches the indexed pass over the same (all-pairs) index; a sparse
+/// index stays sparse.
+fn dense_switch_check(device: &Device) -> (String, bool) {
+    type B = Cuda<half::bf16>;
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 8,
+        kv_heads: 2,
+        n_queries: 2000,
+        n_keys: 2000,
+        query_offset: None,
+        head_dim: 128,
+        kind: InputKind::Structured,
+        seed: 9,
+    };
+    let draw = generate(&spec);
+    let t = |d: &TensorData| {
+        Tensor::<B, 4>::from_data(d.clone().convert::<half::bf16>(), device)
+            .cast(burn::tensor::FloatDType::BF16)
+    };
+    let geometry = Geometry::new(2000, 2000, None).unwrap();
+    let scale = 1.0 / 128f64.sqrt();
+    let run = |pattern: Pattern| {
+        let patterns = LayerPatterns::uniform(pattern, 8).unwrap();
+        let (q, k, v) = (t(&draw.q), t(&draw.k), t(&draw.v));
+        let index = B::build_index(&q, &k, &patterns, geometry, scale).unwrap();
+        let indexed = host(
+            &B::attention_with_index(q.clone(), k.clone(), v.clone(), &index, scale, false)
+                .unwrap(),
+        );
+        let (out, dense) = minference::attention_or_dense(q, k, v, &index, scale).unwrap();
+        (index.density(), dense, max_err(&host(&out), &indexed))
+    };
+    let (full_density, full_dense, full_err) = run(Pattern::VerticalSlash {
+        vertical: 2000,
+        slash: 2000,
+    });
+    let (sparse_density, sparse_dense, sparse_err) = run(Pattern::BlockSparse { top_k: 4 });
+    let ok = full_dense && full_err <= 1e-2 && !sparse_dense && sparse_err == 0.0;
+    (
+        format!(
+            "dense switch: density {full_density:.2} ran dense={full_dense} (max diff {full_err:.2e} vs indexed), density {sparse_density:.2} ran dense={sparse_dense} {}",
             if ok { "ok" } else { "FAIL" }
         ),
         ok,
@@ -812,7 +861,10 @@ fn main() {
         rows.push(line);
         let (score_rows, scores_ok) = score_checks(&device);
         rows.extend(score_rows);
-        ok = pass && fused_ok && scores_ok;
+        let (line, switch_ok) = dense_switch_check(&device);
+        println!("{line}");
+        rows.push(line);
+        ok = pass && fused_ok && scores_ok && switch_ok;
         check_rows = rows;
         println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
     }

@@ -33,6 +33,13 @@ pub trait SparseAttentionBackend: Backend {
         Ok(())
     }
 
+    /// The [`SparseIndex::density`] from which this backend computes a layer densely instead:
+    /// exact attention, cheaper there than the sparse kernel on the tiles the index keeps.
+    /// `None` where dense is never the cheaper one (the default, and the reference's case).
+    fn dense_above(_device: &Self::Device, _head_dim: usize, _dtype: DType) -> Option<f64> {
+        None
+    }
+
     /// Estimates and converts every head's index.
     fn build_index(
         q: &Tensor<Self, 4>,
@@ -97,7 +104,29 @@ pub fn indexed_forward<B: SparseAttentionBackend>(
     scale: f64,
 ) -> Result<Tensor<B, 4>> {
     let index = B::build_index(&q, &k, patterns, geometry, scale)?;
-    B::attention_with_index(q, k, v, &index, scale, false)
+    Ok(attention_or_dense(q, k, v, &index, scale)?.0)
+}
+
+/// Attention over `index`, or exact causal dense attention where the index keeps more than
+/// [`SparseAttentionBackend::dense_above`] of the pairs (a sparse pass would be slower there);
+/// the flag says which ran. `index` must have been built for these tensors.
+pub fn attention_or_dense<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    index: &SparseIndex,
+    scale: f64,
+) -> Result<(Tensor<B, 4>, bool)> {
+    let [_, _, _, head_dim] = q.dims();
+    let above = B::dense_above(&q.device(), head_dim, q.dtype());
+    if above.is_some_and(|above| index.density() > above) {
+        let out = B::causal_attention(q, k, v, index.geometry, scale)?;
+        return Ok((out, true));
+    }
+    Ok((
+        B::attention_with_index(q, k, v, index, scale, false)?,
+        false,
+    ))
 }
 
 /// Causal dense attention through a dense index: the default

@@ -28,16 +28,9 @@ fn path_for<R: CubeRuntime>(
     }
 }
 
-/// Whether this runtime runs the kernels by default.
-///
-/// On wgpu the portable kernel returns wrong rows on Mesa's lavapipe once a query block's work
-/// passes roughly 30K key·dim products with `head_dim ≥ 40`, while the same kernel passes every
-/// check on CUDA (H100). Until that is understood, wgpu runs the reference engine by default
-/// and says so in [`SparseAttentionBackend::engine`]; [`attention_with_index`] still launches the
-/// kernel when called directly (the lavapipe tests do, on the shapes where it is right).
-pub fn kernels_by_default<R: CubeRuntime>(client: &cubecl::client::ComputeClient<R>) -> bool {
-    !R::name(client).contains("wgpu")
-}
+/// Density above which the register kernel's index-free causal pass is faster than its
+/// indexed pass: the ratio of their measured rates on the H200 (`benches/RESULTS.md`), ~0.70.
+pub const DENSE_ABOVE: f64 = 0.7;
 
 /// A fresh contiguous `[batch, heads, n, head_dim]` output, optionally filled with NaN so that
 /// an element the kernel fails to write shows up.
@@ -341,21 +334,21 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
     for CubeBackend<R, F, I, BT>
 {
     fn engine(device: &Self::Device) -> &'static str {
-        let client = R::client(device);
-        if !kernels_by_default(&client) {
-            return "reference (CubeCL kernels are off by default on wgpu, see README: Known issues)";
-        }
-        match path_for(&client, F::dtype(), 128) {
+        match path_for(&R::client(device), F::dtype(), 128) {
             Path::Mma => "cubecl mma register kernel",
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }
     }
 
-    fn check_supported(device: &Self::Device, head_dim: usize, dtype: DType) -> Result<()> {
-        if !kernels_by_default(&R::client(device)) {
-            return Ok(());
-        }
+    /// Where the register kernel runs, its index-free causal pass (185–197 TFLOP/s on the H200,
+    /// bf16, d = 128) beats the indexed one (128–142) once the index keeps more than
+    /// [`DENSE_ABOVE`] of the pairs.
+    fn dense_above(device: &Self::Device, head_dim: usize, dtype: DType) -> Option<f64> {
+        (path_for(&R::client(device), dtype, head_dim) == Path::Mma).then_some(DENSE_ABOVE)
+    }
+
+    fn check_supported(_device: &Self::Device, head_dim: usize, dtype: DType) -> Result<()> {
         if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Err(MinferenceError::Unsupported(format!(
                 "the sparse attention kernels take f32, f16 or bf16 tensors, not {dtype:?}"
@@ -376,15 +369,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         geometry: Geometry,
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
-        if kernels_by_default(&R::client(&q.device())) {
-            let (qp, kp, vp) = (
-                primitive(q.clone()),
-                primitive(k.clone()),
-                primitive(v.clone()),
-            );
-            if let Some(out) = causal_attention(qp, kp, vp, &geometry, scale)? {
-                return Ok(Tensor::from_primitive(TensorPrimitive::Float(out)));
-            }
+        let (qp, kp, vp) = (
+            primitive(q.clone()),
+            primitive(k.clone()),
+            primitive(v.clone()),
+        );
+        if let Some(out) = causal_attention(qp, kp, vp, &geometry, scale)? {
+            return Ok(Tensor::from_primitive(TensorPrimitive::Float(out)));
         }
         crate::attention::indexed_causal_attention(q, k, v, geometry, scale)
     }
@@ -399,11 +390,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         scale: f64,
     ) -> Result<SparseIndex> {
         let client = R::client(&q.device());
-        if !kernels_by_default(&client) {
-            return Ok(crate::reference::build_index(
-                q, k, patterns, &geometry, scale,
-            ));
-        }
         let [batch, heads, _, _] = q.dims();
         if device_index_fits(patterns, &geometry) {
             let handles = device_index(
@@ -447,7 +433,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         if patterns.all_dense() {
             return Self::causal_attention(q, k, v, geometry, scale);
         }
-        if !kernels_by_default(&R::client(&q.device())) || !device_index_fits(patterns, &geometry) {
+        if !device_index_fits(patterns, &geometry) {
             return crate::attention::indexed_forward(q, k, v, patterns, geometry, scale);
         }
         let (q, k, v) = (primitive(q), primitive(k), primitive(v));
@@ -464,11 +450,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         scale: f64,
         poison: bool,
     ) -> Result<Tensor<Self, 4>> {
-        if !kernels_by_default(&R::client(&q.device())) {
-            return Ok(crate::reference::attention_with_index(
-                &q, &k, &v, index, scale,
-            ));
-        }
         let out = attention_with_index(
             primitive(q),
             primitive(k),

@@ -25,7 +25,9 @@ mod pattern;
 pub mod reference;
 pub mod synthetic;
 
-pub use attention::{check_inputs, sparse_attention, AttentionOptions, SparseAttentionBackend};
+pub use attention::{
+    attention_or_dense, check_inputs, sparse_attention, AttentionOptions, SparseAttentionBackend,
+};
 pub use config::{ConfigFormat, ModelShape, PatternConfig};
 pub use error::{ConfigLocation, MinferenceError, Result};
 pub use index::{BlockSelection, Geometry, SparseIndex};

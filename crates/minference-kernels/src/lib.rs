@@ -37,4 +37,7 @@ pub enum KernelError {
     /// Index arrays and problem disagree.
     #[error("index does not match the problem: {0}")]
     Index(String),
+    /// The device did not answer a read.
+    #[error("the device failed to return a result: {0}")]
+    Device(String),
 }

@@ -3,8 +3,8 @@
 //! The heavy part (scores over all keys) runs on the backend; the small per-head selections
 //! (top-k with forced entries) run on the host over `O(n)` scores per head, with a fixed
 //! tie-break (higher score first, then lower index) so every backend picks the same keys.
-//! This is the reference (and the NdArray and wgpu path); CUDA builds the same index on the
-//! device with `minference_kernels::index`, which follows these rules step for step.
+//! This is the reference (and the NdArray path); the CubeCL backends (CUDA, wgpu) build the same
+//! index on the device with `minference_kernels::index`, which follows these rules step for step.
 
 pub mod block_sparse;
 pub mod vertical_slash;

@@ -4,9 +4,12 @@
 //! tiles, then its gathered columns in chunks, keeping the running max, sum and output in fp32.
 //! Query head `h` reads KV head `h / group`, so grouped-query attention needs no copy of K/V.
 
+mod loop_cap;
 mod mma;
 mod portable;
 mod tensor_core;
+
+pub use loop_cap::loop_cap;
 
 use crate::{KernelError, BLOCK};
 use cubecl::features::MmaConfig;
@@ -281,19 +284,19 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
     let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let group = (p.heads / p.kv_heads) as u32;
-    // Both kernels take the same arguments; only the kernel, the cube shape and the trailing
-    // comptime parameters differ.
+    // The kernels take the same arguments; only the kernel, the cube shape, the portable
+    // kernel's resumable-launch arguments and the trailing comptime parameters differ.
     macro_rules! launch_kernel {
-        ($kernel:path, $cube_dim:expr $(, $comptime:expr)*) => {
+        ($kernel:path, $cube_dim:expr, [$($extra:expr),*] $(, $comptime:expr)*) => {
             unsafe {
                 $kernel(
                     client,
-                    count,
+                    count.clone(),
                     $cube_dim,
-                    q.into_tensor_arg(),
-                    k.into_tensor_arg(),
-                    v.into_tensor_arg(),
-                    out.into_tensor_arg(),
+                    q.clone().into_tensor_arg(),
+                    k.clone().into_tensor_arg(),
+                    v.clone().into_tensor_arg(),
+                    out.clone().into_tensor_arg(),
                     arr(&index.block_count, slots.max(1)),
                     arr(&index.block_offset, (slots * index.max_blocks).max(1)),
                     arr(&index.column_count, slots.max(1)),
@@ -305,6 +308,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     index.max_blocks as u32,
                     index.max_columns as u32,
                     p.scale,
+                    $($extra,)*
                     p.head_dim,
                     $($comptime),*
                 )
@@ -315,11 +319,38 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
         return Err(KernelError::NoCausalDense);
     }
     match path {
-        Path::Portable => launch_kernel!(
-            portable::sparse_flash_portable::launch_unchecked::<F, R>,
-            CubeDim::new_1d(BLOCK as u32),
-            portable_chunk(p.head_dim)
-        ),
+        Path::Portable => {
+            let chunk = portable_chunk(p.head_dim);
+            let items = index.max_blocks + index.max_columns.div_ceil(chunk);
+            // Rows split over launches only where the device caps an invocation's loops.
+            let per_launch = match loop_cap(client)? {
+                Some(cap) => portable::items_per_launch(cap, p.head_dim, chunk),
+                None => items.max(1),
+            };
+            let launches = items.div_ceil(per_launch).max(1);
+            let state_len = if launches > 1 {
+                slots * BLOCK * (p.head_dim + 2)
+            } else {
+                1
+            };
+            let state = client.empty(state_len * 4);
+            for launch in 0..launches {
+                let begin = launch * per_launch;
+                let finish = launch + 1 == launches;
+                let end = if finish { items } else { begin + per_launch };
+                launch_kernel!(
+                    portable::sparse_flash_portable::launch_unchecked::<F, R>,
+                    CubeDim::new_1d(BLOCK as u32),
+                    [
+                        arr(&state, state_len),
+                        begin as u32,
+                        end as u32,
+                        u32::from(finish)
+                    ],
+                    chunk
+                );
+            }
+        }
         Path::TensorCore | Path::Mma => {
             let elem = F::as_type_native_unchecked().storage_type();
             if !p.head_dim.is_multiple_of(16) {
@@ -336,6 +367,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 launch_kernel!(
                     mma::sparse_flash_mma::launch_unchecked::<F, R>,
                     CubeDim::new_2d(32, 4),
+                    [],
                     causal_dense,
                     causal_dense
                 )
@@ -344,7 +376,8 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             } else {
                 launch_kernel!(
                     tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,
-                    CubeDim::new_2d(32, 4)
+                    CubeDim::new_2d(32, 4),
+                    []
                 )
             }
         }

@@ -1,12 +1,13 @@
 //! The portable sparse flash kernel: one unit per query row, fp32 arithmetic from shared memory.
 //!
-//! Runs wherever CubeCL runs: no plane operations, about 16 KiB of shared memory. Known defect:
-//! on Mesa's lavapipe it returns wrong rows for long rows with `head_dim >= 40` (README, Known
-//! issues), while every check passes on CUDA.
+//! Runs wherever CubeCL runs: no plane operations, about 16 KiB of shared memory.
 //!
-//! Each 64-unit cube walks its query block's tiles, each in `64 / chunk` chunks, then its
-//! gathered columns in chunks, loading each chunk's keys and values into shared memory once for
-//! all 64 rows.
+//! Each 64-unit cube walks its query block's *items* — the 64-key tiles, then the gathered
+//! columns in chunks of `chunk` — loading each chunk's keys and values into shared memory once
+//! for all 64 rows. A launch may cover only the items `item_begin..item_end` of every block,
+//! resuming from and saving to a per-row running state (max, sum, unnormalised output): devices
+//! that cap the loop iterations of one shader invocation (see [`super::loop_cap`]) get the rows
+//! in several launches, each within the cap.
 
 use super::MASKED;
 use cubecl::prelude::*;
@@ -98,6 +99,12 @@ fn attend_chunk<F: Float>(
     sync_cube();
 }
 
+/// The state of row `row_slot` (64 per query block): `head_dim` outputs, then max and sum.
+#[cube]
+fn state_base(row_slot: usize, #[comptime] head_dim: usize) -> usize {
+    row_slot * comptime!(head_dim + 2usize)
+}
+
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sparse_flash_portable<F: Float>(
@@ -116,6 +123,10 @@ pub(super) fn sparse_flash_portable<F: Float>(
     max_blocks: u32,
     max_columns: u32,
     scale: f32,
+    state_store: &mut Array<f32>,
+    item_begin: u32,
+    item_end: u32,
+    finish: u32,
     #[comptime] head_dim: usize,
     #[comptime] chunk: usize,
 ) {
@@ -134,6 +145,8 @@ pub(super) fn sparse_flash_portable<F: Float>(
     let index_slot = (b * heads + h) * blocks + m;
     let k_base = b * k.stride(0) + kv_head * k.stride(1);
     let v_base = b * v.stride(0) + kv_head * v.stride(1);
+    let saved = state_base(index_slot * 64 + lane, head_dim);
+    let resume = item_begin > 0;
 
     let mut state = RowState {
         q: Array::<f32>::new(head_dim),
@@ -145,11 +158,19 @@ pub(super) fn sparse_flash_portable<F: Float>(
     let q_base = b * q.stride(0) + h * q.stride(1) + row * q.stride(2);
     for c in 0..head_dim {
         let mut x = 0.0f32;
+        let mut acc = 0.0f32;
         if valid_row {
             x = f32::cast_from(q[q_base + c * q.stride(3)]) * scale;
+            if resume {
+                acc = state_store[saved + c];
+            }
         }
         state.q[c] = x;
-        state.acc[c] = 0.0f32;
+        state.acc[c] = acc;
+    }
+    if valid_row && resume {
+        state.max = state_store[saved + head_dim];
+        state.sum = state_store[saved + head_dim + 1];
     }
     let k_smem = SharedMemory::<f32>::new(chunk * head_dim);
     let v_smem = SharedMemory::<f32>::new(chunk * head_dim);
@@ -160,8 +181,12 @@ pub(super) fn sparse_flash_portable<F: Float>(
         v: v_smem,
     };
 
+    // Items of this launch: tiles `begin..tile_end`, then column chunks up to `item_end`.
+    let begin = item_begin as usize;
+    let end = item_end as usize;
     let tiles = block_count[index_slot] as usize;
-    for t in 0..tiles {
+    let tile_end = usize::min(end, tiles);
+    for t in begin..tile_end {
         let start = block_offset[index_slot * max_blocks as usize + t] as usize;
         for sub in 0..comptime!(64 / chunk) {
             // Every lane writes (slots past `chunk` are never read): no divergent branch
@@ -184,8 +209,11 @@ pub(super) fn sparse_flash_portable<F: Float>(
         }
     }
     let columns = column_count[index_slot] as usize;
-    for first in range_stepped(0usize, columns, chunk) {
-        let c = first + lane;
+    let chunks = columns.div_ceil(chunk);
+    let first_chunk = usize::max(begin, tiles) - tiles;
+    let end_chunk = usize::min(usize::max(end, tiles) - tiles, chunks);
+    for i in first_chunk..end_chunk {
+        let c = i * chunk + lane;
         let in_chunk = lane < chunk && c < columns;
         let at = select(in_chunk, index_slot * max_columns as usize + c, 0usize);
         let key = column_index[at] as usize;
@@ -207,10 +235,62 @@ pub(super) fn sparse_flash_portable<F: Float>(
     }
 
     if valid_row {
-        let o_base = b * out.stride(0) + h * out.stride(1) + row * out.stride(2);
-        let inv = 1.0f32 / state.sum;
-        for c in 0..head_dim {
-            out[o_base + c * out.stride(3)] = F::cast_from(state.acc[c] * inv);
+        if finish != 0u32 {
+            let o_base = b * out.stride(0) + h * out.stride(1) + row * out.stride(2);
+            let inv = 1.0f32 / state.sum;
+            for c in 0..head_dim {
+                out[o_base + c * out.stride(3)] = F::cast_from(state.acc[c] * inv);
+            }
+        } else {
+            for c in 0..head_dim {
+                state_store[saved + c] = state.acc[c];
+            }
+            state_store[saved + head_dim] = state.max;
+            state_store[saved + head_dim + 1] = state.sum;
         }
+    }
+}
+
+/// Loop iterations one item can cost a unit (an upper bound, for [`items_per_launch`]): per
+/// chunk the staging loop, the score and output loops over the chunk's keys with their loops
+/// over the head dimension, and the rescale.
+fn iterations_per_item(head_dim: usize, chunk: usize) -> u64 {
+    let (d, chunk) = (head_dim as u64, chunk as u64);
+    let per_chunk = (chunk * d).div_ceil(64) + 2 * chunk * (d + 1) + d + 1;
+    (64 / chunk) * per_chunk + 1
+}
+
+/// Items one launch may cover on a device that stops an invocation after `cap` loop iterations
+/// (at least one: a 256-wide item costs ~35K, within every cap seen). A quarter of the cap is
+/// left for the row set-up and loops the compiler adds.
+pub(super) fn items_per_launch(cap: u64, head_dim: usize, chunk: usize) -> usize {
+    let fixed = 4 * head_dim as u64 + 64;
+    let budget = (cap * 3 / 4).saturating_sub(fixed);
+    (budget / iterations_per_item(head_dim, chunk)).max(1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every head dimension the kernel takes fits at least one item, with its row set-up, in
+    /// llvmpipe's cap of 65535 iterations, and the split leaves that cap's margin.
+    #[test]
+    fn items_fit_the_loop_cap() {
+        let cap = 65_535u64;
+        for head_dim in 1..=256 {
+            let chunk = super::super::portable_chunk(head_dim);
+            let items = items_per_launch(cap, head_dim, chunk) as u64;
+            let used = items * iterations_per_item(head_dim, chunk) + 4 * head_dim as u64 + 64;
+            assert!(
+                items >= 1 && used <= cap,
+                "head_dim {head_dim}: {items} items, {used}"
+            );
+            if items > 1 {
+                assert!(used <= cap * 3 / 4, "head_dim {head_dim}: no margin");
+            }
+        }
+        assert_eq!(items_per_launch(cap, 128, 16), 2);
+        assert_eq!(items_per_launch(cap, 32, 64), 11);
     }
 }

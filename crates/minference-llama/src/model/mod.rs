@@ -16,7 +16,7 @@ use crate::plan::PrefillOptions;
 use crate::weights::WeightSource;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use minference_burn::{
-    check_inputs, sparse_attention, AttentionOptions, LayerPatterns, Pattern,
+    attention_or_dense, check_inputs, sparse_attention, AttentionOptions, LayerPatterns, Pattern,
     SparseAttentionBackend,
 };
 
@@ -39,7 +39,9 @@ pub struct Forward<B: SparseAttentionBackend> {
     pub logits: Tensor<B, 2>,
     /// Fraction of causal (query, key) pairs each layer attended (1.0 for dense layers).
     pub density: Vec<f64>,
-    /// True for layers that ran a sparse pattern.
+    /// True for layers that ran a sparse pattern (false for dense layers, and for sparse ones
+    /// whose index kept so much that the backend ran them densely, see
+    /// [`SparseAttentionBackend::dense_above`]).
     pub sparse: Vec<bool>,
 }
 
@@ -268,9 +270,10 @@ impl<B: SparseAttentionBackend> Llama<B> {
                     let geometry = check_inputs(&q, &k, &v, patterns, &attention_options)?;
                     let scale = 1.0 / (c.head_dim as f64).sqrt();
                     let index = B::build_index(&q, &k, patterns, geometry, scale)?;
-                    density.push(index.density());
-                    sparse.push(true);
-                    B::attention_with_index(q, k, v, &index, scale, false)?
+                    let (out, dense) = attention_or_dense(q, k, v, &index, scale)?;
+                    density.push(if dense { 1.0 } else { index.density() });
+                    sparse.push(!dense);
+                    out
                 }
                 None => {
                     density.push(1.0);
