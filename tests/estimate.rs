@@ -144,7 +144,8 @@ fn device_scores_refuse_a_wrong_geometry() {
 /// conversion of the same estimates: Vertical-Slash from the device's own scores (so exactly the
 /// same picks, tiles and columns), A-shape and dense exactly, Block-Sparse against the host
 /// selection from Burn-ops block scores up to rounding ties (same count, forced blocks in, and
-/// the host scores of the two pick sets equal to 1e-5 of their size).
+/// the host scores of the two pick sets equal to 1e-5 of their size); the pairs counted on the
+/// device equal the host count of the index read back.
 #[test]
 fn device_index_equals_host_conversion() {
     use minference::estimate::block_sparse;
@@ -198,7 +199,10 @@ fn device_index_equals_host_conversion() {
             },
         );
         let handles = cube::device_index(prim(&q), prim(&k), &patterns, &g, scale).unwrap();
+        let density = cube::device_density(&prim(&q), &prim(&k), &handles, &g, scale).unwrap();
         let got = cube::download_index(&prim(&q).client, handles, g, spec.batch, spec.heads);
+        // Pairs counted on the device equal the host count over the same index, exactly.
+        assert_eq!(density, got.density(), "{case:?}: device density");
         let block_scores = block_sparse::scores(&q, &k, &g, scale);
         for b in 0..spec.batch {
             for h in 0..spec.heads {

@@ -17,6 +17,18 @@ pub struct AttentionOptions {
     pub scale: Option<f64>,
 }
 
+/// A layer's attention with what it cost: see
+/// [`SparseAttentionBackend::sparse_attention_measured`].
+#[derive(Debug)]
+pub struct Measured<B: Backend> {
+    /// `[batch, heads, n_queries, head_dim]`.
+    pub out: Tensor<B, 4>,
+    /// Fraction of the causal (query, key) pairs the index keeps ([`SparseIndex::density`]).
+    pub density: f64,
+    /// True when the layer ran densely because the index kept too much to pay.
+    pub dense: bool,
+}
+
 /// A backend that can run sparse attention.
 ///
 /// The provided methods are the exact reference (Burn tensor ops, any backend); backends with
@@ -77,6 +89,21 @@ pub trait SparseAttentionBackend: Backend {
         indexed_causal_attention(q, k, v, geometry, scale)
     }
 
+    /// [`Self::sparse_attention_forward`] that also says what it computed (for a model's
+    /// report): the index's density and whether the layer ran densely instead
+    /// ([`Self::dense_above`]). The default builds the index on the host
+    /// ([`Self::build_index`]); backends with a device index count its pairs there.
+    fn sparse_attention_measured(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Measured<Self>> {
+        measured_forward(q, k, v, patterns, geometry, scale)
+    }
+
     /// Causal attention of `q` over `k`/`v` under each head's pattern.
     fn sparse_attention_forward(
         q: Tensor<Self, 4>,
@@ -105,6 +132,26 @@ pub fn indexed_forward<B: SparseAttentionBackend>(
 ) -> Result<Tensor<B, 4>> {
     let index = B::build_index(&q, &k, patterns, geometry, scale)?;
     Ok(attention_or_dense(q, k, v, &index, scale)?.0)
+}
+
+/// [`SparseAttentionBackend::build_index`] then [`attention_or_dense`], with the index's
+/// density: the default measured forward, and the fallback of backends whose own cannot take a
+/// layer.
+pub fn measured_forward<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    patterns: &LayerPatterns,
+    geometry: Geometry,
+    scale: f64,
+) -> Result<Measured<B>> {
+    let index = B::build_index(&q, &k, patterns, geometry, scale)?;
+    let (out, dense) = attention_or_dense(q, k, v, &index, scale)?;
+    Ok(Measured {
+        out,
+        density: index.density(),
+        dense,
+    })
 }
 
 /// Attention over `index`, or exact causal dense attention where the index keeps more than

@@ -1,7 +1,7 @@
 //! The CubeCL engine: [`SparseAttentionBackend`] for `CubeBackend` (CUDA, wgpu) with the
 //! kernels of `minference-kernels`.
 
-use crate::attention::SparseAttentionBackend;
+use crate::attention::{Measured, SparseAttentionBackend};
 use crate::error::{MinferenceError, Result};
 use crate::estimate::vertical_slash::VerticalSlashScores;
 use crate::index::{Geometry, SparseIndex};
@@ -269,6 +269,23 @@ pub fn device_index<R: CubeRuntime>(
     .map_err(|e| MinferenceError::Unsupported(e.to_string()))
 }
 
+/// The fraction of causal pairs a device index keeps ([`SparseIndex::density`]), counted on
+/// the device (`minference_kernels::index::kept_pairs`): nothing but one count per query
+/// block is read back.
+pub fn device_density<R: CubeRuntime>(
+    q: &CubeTensor<R>,
+    k: &CubeTensor<R>,
+    handles: &IndexHandles,
+    geometry: &Geometry,
+    scale: f64,
+) -> Result<f64> {
+    let problem = problem_of(q, k, geometry, scale)?;
+    let kept = index_kernels::kept_pairs(&q.client, handles, &problem)
+        .map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    let heads = (problem.batch * problem.heads) as u64;
+    Ok(kept as f64 / (geometry.causal_pairs() * heads) as f64)
+}
+
 /// A device index read back into a host [`SparseIndex`] (padded as the device built it).
 pub fn download_index<R: CubeRuntime>(
     client: &cubecl::client::ComputeClient<R>,
@@ -419,6 +436,40 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         Ok(crate::reference::build_index_with(
             q, k, patterns, &geometry, scale, estimates,
         ))
+    }
+
+    /// Index built, counted and consumed on the device where it fits ([`device_index_fits`]):
+    /// only the per-block pair counts come back.
+    fn sparse_attention_measured(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Measured<Self>> {
+        if !device_index_fits(patterns, &geometry) {
+            return crate::attention::measured_forward(q, k, v, patterns, geometry, scale);
+        }
+        let head_dim = q.dims()[3];
+        let above = Self::dense_above(&q.device(), head_dim, q.dtype());
+        let (qp, kp) = (primitive(q.clone()), primitive(k.clone()));
+        let handles = device_index(qp.clone(), kp.clone(), patterns, &geometry, scale)?;
+        let density = device_density(&qp, &kp, &handles, &geometry, scale)?;
+        if above.is_some_and(|above| density > above) {
+            return Ok(Measured {
+                out: Self::causal_attention(q, k, v, geometry, scale)?,
+                density,
+                dense: true,
+            });
+        }
+        let vp = primitive(v);
+        let out = attention_with_handles(qp, kp, vp, &geometry, &handles, scale, None, false)?;
+        Ok(Measured {
+            out: Tensor::from_primitive(TensorPrimitive::Float(out)),
+            density,
+            dense: false,
+        })
     }
 
     /// Index built and consumed on the device, where it fits ([`device_index_fits`]).

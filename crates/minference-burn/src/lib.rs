@@ -26,7 +26,8 @@ pub mod reference;
 pub mod synthetic;
 
 pub use attention::{
-    attention_or_dense, check_inputs, sparse_attention, AttentionOptions, SparseAttentionBackend,
+    attention_or_dense, check_inputs, sparse_attention, AttentionOptions, Measured,
+    SparseAttentionBackend,
 };
 pub use config::{ConfigFormat, ModelShape, PatternConfig};
 pub use error::{ConfigLocation, MinferenceError, Result};

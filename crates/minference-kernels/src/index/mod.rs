@@ -9,6 +9,9 @@
 //! Rows are padded to bounds known before launching (see [`widths`]), so nothing is read back.
 
 pub mod convert;
+mod kept;
+
+pub use kept::kept_pairs;
 
 use crate::estimate::{block_sparse, select, vertical_slash};
 use crate::sparse_flash::{IndexHandles, Problem};

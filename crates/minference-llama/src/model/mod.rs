@@ -16,7 +16,7 @@ use crate::plan::PrefillOptions;
 use crate::weights::WeightSource;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use minference_burn::{
-    attention_or_dense, check_inputs, sparse_attention, AttentionOptions, LayerPatterns, Pattern,
+    check_inputs, sparse_attention, AttentionOptions, LayerPatterns, Pattern,
     SparseAttentionBackend,
 };
 
@@ -269,11 +269,15 @@ impl<B: SparseAttentionBackend> Llama<B> {
                 Some(patterns) => {
                     let geometry = check_inputs(&q, &k, &v, patterns, &attention_options)?;
                     let scale = 1.0 / (c.head_dim as f64).sqrt();
-                    let index = B::build_index(&q, &k, patterns, geometry, scale)?;
-                    let (out, dense) = attention_or_dense(q, k, v, &index, scale)?;
-                    density.push(if dense { 1.0 } else { index.density() });
-                    sparse.push(!dense);
-                    out
+                    let measured =
+                        B::sparse_attention_measured(q, k, v, patterns, geometry, scale)?;
+                    density.push(if measured.dense {
+                        1.0
+                    } else {
+                        measured.density
+                    });
+                    sparse.push(!measured.dense);
+                    measured.out
                 }
                 None => {
                     density.push(1.0);
