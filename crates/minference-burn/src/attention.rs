@@ -146,12 +146,24 @@ pub fn measured_forward<B: SparseAttentionBackend>(
     scale: f64,
 ) -> Result<Measured<B>> {
     let index = B::build_index(&q, &k, patterns, geometry, scale)?;
-    let (out, dense) = attention_or_dense(q, k, v, &index, scale)?;
+    let density = index.density();
+    let dense = runs_dense(&q, || density);
     Ok(Measured {
-        out,
-        density: index.density(),
+        out: dense_or_indexed(q, k, v, &index, dense, scale)?,
+        density,
         dense,
     })
+}
+
+/// Whether `B` computes a layer whose index keeps `density()` of the pairs densely instead
+/// ([`SparseAttentionBackend::dense_above`] for `q`'s device, head dim and dtype). The density
+/// is asked for only where the backend may switch (a host index's is an `O(tiles)` walk).
+pub(crate) fn runs_dense<B: SparseAttentionBackend>(
+    q: &Tensor<B, 4>,
+    density: impl FnOnce() -> f64,
+) -> bool {
+    let head_dim = q.dims()[3];
+    B::dense_above(&q.device(), head_dim, q.dtype()).is_some_and(|above| density() > above)
 }
 
 /// Attention over `index`, or exact causal dense attention where the index keeps more than
@@ -164,16 +176,24 @@ pub fn attention_or_dense<B: SparseAttentionBackend>(
     index: &SparseIndex,
     scale: f64,
 ) -> Result<(Tensor<B, 4>, bool)> {
-    let [_, _, _, head_dim] = q.dims();
-    let above = B::dense_above(&q.device(), head_dim, q.dtype());
-    if above.is_some_and(|above| index.density() > above) {
-        let out = B::causal_attention(q, k, v, index.geometry, scale)?;
-        return Ok((out, true));
+    let dense = runs_dense(&q, || index.density());
+    Ok((dense_or_indexed(q, k, v, index, dense, scale)?, dense))
+}
+
+/// Causal dense attention if `dense`, else attention over `index`.
+fn dense_or_indexed<B: SparseAttentionBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    index: &SparseIndex,
+    dense: bool,
+    scale: f64,
+) -> Result<Tensor<B, 4>> {
+    if dense {
+        B::causal_attention(q, k, v, index.geometry, scale)
+    } else {
+        B::attention_with_index(q, k, v, index, scale, false)
     }
-    Ok((
-        B::attention_with_index(q, k, v, index, scale, false)?,
-        false,
-    ))
 }
 
 /// Causal dense attention through a dense index: the default

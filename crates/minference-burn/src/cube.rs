@@ -451,12 +451,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         if !device_index_fits(patterns, &geometry) {
             return crate::attention::measured_forward(q, k, v, patterns, geometry, scale);
         }
-        let head_dim = q.dims()[3];
-        let above = Self::dense_above(&q.device(), head_dim, q.dtype());
         let (qp, kp) = (primitive(q.clone()), primitive(k.clone()));
         let handles = device_index(qp.clone(), kp.clone(), patterns, &geometry, scale)?;
         let density = device_density(&qp, &kp, &handles, &geometry, scale)?;
-        if above.is_some_and(|above| density > above) {
+        if crate::attention::runs_dense(&q, || density) {
             return Ok(Measured {
                 out: Self::causal_attention(q, k, v, geometry, scale)?,
                 density,
