@@ -1,7 +1,7 @@
 //! The register-resident sparse flash kernel: manual `mma.m16n8k16` products, softmax in
 //! registers (FlashAttention-2's structure).
 //!
-//! One cube of four 32-wide planes computes one 64-row query block; plane `w` owns rows
+//! A group of four 32-wide planes computes one 64-row query block; plane `w` owns rows
 //! `16w..16w+16`. Lane `l` of a plane holds, for every 16×8 accumulator tile, rows `l/4` and
 //! `l/4 + 8` and columns `2(l%4)`, `2(l%4)+1` (PTX's fragment layout), so:
 //! - `Q`'s A fragments are loaded once and stay in registers;
@@ -11,15 +11,17 @@
 //!   rounded to the input type, so `P` never touches shared memory;
 //! - `O` stays in fp32 registers, rescaled in place when a row's max grows.
 //!
-//! Per item only K and V pass through shared memory: rows copied with 16-byte loads and stores
-//! into row-major tiles padded by 16 bytes a row (so the eight rows an `ldmatrix` reads hit
-//! distinct banks); fragments come out with `ldmatrix` (K, Q) and `ldmatrix.trans` (V), four
-//! 8×8 matrices per instruction.
+//! Per item only K and V pass through shared memory: rows copied with 16-byte `cp.async` into
+//! row-major tiles padded by 16 bytes a row (so the eight rows an `ldmatrix` reads hit distinct
+//! banks), two buffers with one barrier each, so that the next item's copies are in flight while
+//! the current item is computed; tile starts are read an item ahead. Fragments come out with
+//! `ldmatrix` (K, Q) and `ldmatrix.trans` (V), four 8×8 matrices per instruction.
 //!
-//! With `pipelined` (the launcher sets it for index-free causal dense) the copies are `cp.async`
-//! into two buffers with one barrier each: the next item's copies are in flight while the
-//! current item is computed, and tile starts are read an item ahead. The indexed kernel keeps
-//! synchronous loads, which measured faster with an index (see `Path::Mma`).
+//! A cube holds one to three groups ([`MAX_GROUPS`]) on neighbouring query blocks, in step.
+//! Three exist to cap registers: CUDA sizes them by `__launch_bounds__`, which CubeCL writes as
+//! the cube's unit count alone, so a 128-unit cube may take up to 255 a unit. The index-free
+//! kernel compiles to 168 by itself (three cubes an SM); the indexed one took ~172, leaving two
+//! an SM, and a 384-unit cube holds it to 168 so that three query blocks are resident at once.
 
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
@@ -79,10 +81,15 @@ fn stage_rows<F: Float>(
     #[comptime] head_dim: usize,
     #[comptime] asynchronous: bool,
 ) {
-    let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
+    let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
     let chunks = comptime!(head_dim / 8usize);
     let slots = comptime!(head_dim / 8usize + 1usize);
-    for u in range_stepped(tid, 64usize * chunks, 128usize) {
+    // `8·head_dim` copies over the group's 128 units: a fixed count, unrolled so that the
+    // loads of a synchronous stage are all in flight before the first store waits on one
+    // (a runtime-bounded loop here measured 2× slower on the indexed kernel).
+    #[unroll]
+    for i in 0..comptime!(head_dim / 16usize) {
+        let u = tid + i * 128usize;
         let r = u / chunks;
         let c8 = u % chunks;
         let key = item_key(
@@ -118,8 +125,8 @@ fn stage_rows<F: Float>(
     }
 }
 
-/// Stages item `item` (tile start `start`) into buffer `buffer`: the key position of each of its
-/// rows into `keys[64·buffer ..]` (for the mask), its K and V rows into the buffer's tiles.
+/// Stages item `item` (tile start `start`): the key position of each of its rows into
+/// `keys[key_at..]` (for the mask), its K and V rows into the tiles at `at`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage_item<F: Float>(
@@ -129,8 +136,9 @@ fn stage_item<F: Float>(
     v_base: usize,
     ks: &mut SharedMemory<Wide<F>>,
     vs: &mut SharedMemory<Wide<F>>,
+    at: usize,
     keys: &mut SharedMemory<u32>,
-    buffer: usize,
+    key_at: usize,
     item: usize,
     tiles: usize,
     start: usize,
@@ -141,10 +149,9 @@ fn stage_item<F: Float>(
     #[comptime] head_dim: usize,
     #[comptime] asynchronous: bool,
 ) {
-    let tid = (UNIT_POS_Y * 32u32 + UNIT_POS_X) as usize;
-    let at = buffer * comptime!(64usize * (head_dim / 8usize + 1usize));
+    let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
     if tid < 64usize {
-        keys[buffer * 64usize + tid] = item_key(
+        keys[key_at + tid] = item_key(
             item,
             tid,
             tiles,
@@ -205,13 +212,22 @@ fn tile_start_of(
     start
 }
 
+/// Most query blocks one cube takes (see [`sparse_flash_mma`]).
+pub(super) const MAX_GROUPS: usize = 3;
+
+/// Shared memory one group of the kernel uses, in bytes: two K and two V tiles and their key
+/// positions.
+pub(super) fn group_shared_bytes(head_dim: usize) -> usize {
+    let tile = 64 * (head_dim / 8 + 1) * 16;
+    4 * tile + 2 * 64 * 4
+}
+
 #[cube(
     launch_unchecked,
     fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf
 )]
-// `arithmetic_overflow`: rustc folds the placeholder values of `CUBE_COUNT_X`/`CUBE_POS_X` in
-// the host copy of this function; on the device `CUBE_POS_X < CUBE_COUNT_X`.
-#[allow(clippy::too_many_arguments, arithmetic_overflow)]
+#[allow(clippy::too_many_arguments)]
+/// Attention of `groups` query blocks per cube (see the module documentation).
 pub(super) fn sparse_flash_mma<F: Float>(
     q: &Tensor<Wide<F>>,
     k: &Tensor<Wide<F>>,
@@ -230,22 +246,29 @@ pub(super) fn sparse_flash_mma<F: Float>(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] causal_dense: bool,
-    #[comptime] pipelined: bool,
+    #[comptime] groups: usize,
 ) {
-    // Heavy (late) query blocks first: causal rows grow with the block index.
-    let m = (CUBE_COUNT_X - 1 - CUBE_POS_X) as usize;
-    let h = CUBE_POS_Y as usize;
-    let b = CUBE_POS_Z as usize;
-    let heads = CUBE_COUNT_Y as usize;
-    let blocks = CUBE_COUNT_X as usize;
     let lane = UNIT_POS_X as usize;
-    let plane = UNIT_POS_Y as usize;
+    let plane = (UNIT_POS_Y % 4u32) as usize;
+    let unit_group = (UNIT_POS_Y / 4u32) as usize;
     let g = lane / 4usize;
     let t = lane % 4usize;
     let n_queries = n_queries as usize;
     let n_keys = n_keys as usize;
+    let q_blocks = n_queries.div_ceil(64usize);
+    // Heavy (late) query blocks first: causal rows grow with the block index. A group past the
+    // last block (the grid's last cube) has nothing to do but still meets the cube's setup.
+    let linear = CUBE_POS_X as usize * comptime!(groups) + unit_group;
+    let active = linear < q_blocks;
+    let mut m = 0usize;
+    if active {
+        m = q_blocks - 1usize - linear;
+    }
+    let h = CUBE_POS_Y as usize;
+    let b = CUBE_POS_Z as usize;
+    let heads = CUBE_COUNT_Y as usize;
     let kv_head = h / group as usize;
-    let slot = (b * heads + h) * blocks + m;
+    let slot = (b * heads + h) * q_blocks + m;
     let q_base = b * q.stride(0usize) + h * q.stride(1usize);
     let k_base = b * k.stride(0usize) + kv_head * k.stride(1usize);
     let v_base = b * v.stride(0usize) + kv_head * v.stride(1usize);
@@ -253,20 +276,57 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let k_chunks = comptime!(head_dim / 16usize);
     let def = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
 
-    // One K/V tile; the pipelined kernel keeps two of each (the next item's copies land in
-    // the other while this one is computed).
+    // Each group's two K/V tiles and their key positions, side by side in shared memory.
     let tile_len = comptime!(64usize * (head_dim / 8usize + 1usize));
-    let buffers = comptime!(if pipelined { 2usize } else { 1usize });
-    let mut ks = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers));
-    let mut vs = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers));
-    let mut keys = SharedMemory::<u32>::new(comptime!(64usize * buffers));
-    // One barrier per buffer: a phase completes when every unit has arrived and its copies
-    // into that buffer have landed.
-    let barrier_0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
-    let barrier_1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
+    let buffers = comptime!(2usize);
+    let mut ks = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers * groups));
+    let mut vs = SharedMemory::<Wide<F>>::new(comptime!(tile_len * buffers * groups));
+    let mut keys = SharedMemory::<u32>::new(comptime!(64usize * buffers * groups));
+    let tiles_at = unit_group * comptime!(tile_len * buffers);
+    let keys_at = unit_group * comptime!(64usize * buffers);
+    // One barrier per buffer: a phase completes when every unit of the cube has
+    // arrived and its copies into that buffer have landed.
+    let copied_a = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
+    let copied_b = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
 
-    // Q block → shared memory (the last K buffer; rows past n_queries are zeros) → A fragments.
-    let q_at = comptime!(tile_len * (buffers - 1usize));
+    // Causal dense attention needs no index: 64-aligned tiles up to the block's last position.
+    let block_end = usize::min(
+        query_offset as usize + usize::min(m * 64usize + 64usize, n_queries),
+        n_keys,
+    );
+    let mut tiles = 0usize;
+    let mut columns = 0usize;
+    if active {
+        if comptime!(causal_dense) {
+            tiles = block_end.div_ceil(64usize);
+        } else {
+            tiles = block_count[slot] as usize;
+            columns = column_count[slot] as usize;
+        }
+    }
+    let column_base = slot * max_columns as usize;
+    let items = tiles + columns.div_ceil(64usize);
+    // The groups walk in step (they share the cube's barriers): every group takes as many
+    // steps as the cube's longest row. Steps past a group's own items stage no keys, so they
+    // mask every score and add nothing.
+    let mut counts = SharedMemory::<u32>::new(comptime!(groups));
+    if plane == 0usize && lane == 0usize {
+        counts[unit_group] = items as u32;
+    }
+    sync_cube();
+    let mut steps = 0usize;
+    #[unroll]
+    for gg in 0..comptime!(groups) {
+        steps = usize::max(steps, counts[gg] as usize);
+    }
+
+    // Q block → shared memory (the group's second K buffer; rows past n_queries are zeros) →
+    // A fragments in registers. An absent group stages no rows.
+    let q_at = tiles_at + tile_len;
+    let mut q_rows = 0usize;
+    if active {
+        q_rows = n_queries - m * 64usize;
+    }
     stage_rows::<F>(
         q,
         q_base + m * 64usize * q.stride(2usize),
@@ -278,17 +338,18 @@ pub(super) fn sparse_flash_mma<F: Float>(
         0usize,
         column_index,
         0usize,
-        n_queries - m * 64usize,
+        q_rows,
         head_dim,
         false,
     );
     sync_cube();
     // ldmatrix.x4 of a 16×16 A tile: lane l gives row l%8 + 8·((l/8)%2), column half l/16.
-    let a_row = plane * 16usize + lane % 8usize + 8usize * ((lane / 8usize) % 2usize);
+    let a_row =
+        q_at + (plane * 16usize + lane % 8usize + 8usize * ((lane / 8usize) % 2usize)) * slots;
     let mut qa = Array::<Pair<F>>::new(comptime!(head_dim / 4usize));
     #[unroll]
     for kk in 0..k_chunks {
-        let at = q_at + a_row * slots + 2usize * kk + lane / 16usize;
+        let at = a_row + 2usize * kk + lane / 16usize;
         let frag = def.load_matrix::<Wide<F>, Const<2>>(
             &ks.slice(at, at + 1usize),
             MatrixIdent::A,
@@ -316,31 +377,44 @@ pub(super) fn sparse_flash_mma<F: Float>(
     }
     let first_position = query_offset as usize + m * 64usize + plane * 16usize;
 
-    // Causal dense attention needs no index: 64-aligned tiles up to the block's last position.
-    let block_end = usize::min(
-        query_offset as usize + usize::min(m * 64usize + 64usize, n_queries),
-        n_keys,
-    );
-    let tiles = if comptime!(causal_dense) {
-        block_end.div_ceil(64usize)
-    } else {
-        block_count[slot] as usize
-    };
-    let columns = if comptime!(causal_dense) {
-        0usize.runtime()
-    } else {
-        column_count[slot] as usize
-    };
-    let column_base = slot * max_columns as usize;
-    let items = tiles + columns.div_ceil(64usize);
     let row = slot * max_blocks as usize;
     // Tile starts are read one item ahead of their use, so that no copy waits on a global load
     // of the index: `start_next` is the next item's, loaded during the current one.
     let mut start_current = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
     let mut start_next = tile_start_of(1usize, tiles, block_offset, row, causal_dense);
-    if comptime!(pipelined) {
-        // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
-        if items > 0usize {
+    // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
+    if steps > 0usize {
+        stage_item::<F>(
+            k,
+            v,
+            k_base,
+            v_base,
+            &mut ks,
+            &mut vs,
+            tiles_at,
+            &mut keys,
+            keys_at,
+            0usize,
+            tiles,
+            start_current,
+            columns,
+            column_index,
+            column_base,
+            n_keys,
+            head_dim,
+            true,
+        );
+        copied_a.commit_copy_async();
+    }
+    for item in 0..steps {
+        let tile_start = start_current;
+        let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
+        let buffer = item % 2usize;
+        if item + 1usize < steps {
+            // Everyone is done with the other buffer (the previous item, or Q) before the next
+            // item's copies go there.
+            sync_cube();
+            let other = 1usize - buffer;
             stage_item::<F>(
                 k,
                 v,
@@ -348,11 +422,12 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 v_base,
                 &mut ks,
                 &mut vs,
+                tiles_at + other * tile_len,
                 &mut keys,
-                0usize,
-                0usize,
+                keys_at + other * 64usize,
+                item + 1usize,
                 tiles,
-                start_current,
+                start_next,
                 columns,
                 column_index,
                 column_base,
@@ -360,77 +435,19 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 head_dim,
                 true,
             );
-            barrier_0.commit_copy_async();
-        }
-    }
-    for item in 0..items {
-        let tile_start = start_current;
-        let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
-        let mut buffer = 0usize;
-        if comptime!(pipelined) {
-            buffer = item % 2usize;
-            if item + 1usize < items {
-                // Everyone is done with the other buffer (the previous item, or Q) before the
-                // next item's copies go there.
-                sync_cube();
-                let other = 1usize - buffer;
-                stage_item::<F>(
-                    k,
-                    v,
-                    k_base,
-                    v_base,
-                    &mut ks,
-                    &mut vs,
-                    &mut keys,
-                    other,
-                    item + 1usize,
-                    tiles,
-                    start_next,
-                    columns,
-                    column_index,
-                    column_base,
-                    n_keys,
-                    head_dim,
-                    true,
-                );
-                if other == 0usize {
-                    barrier_0.commit_copy_async();
-                } else {
-                    barrier_1.commit_copy_async();
-                }
-            }
-            if buffer == 0usize {
-                barrier_0.arrive_and_wait();
+            if other == 0usize {
+                copied_a.commit_copy_async();
             } else {
-                barrier_1.arrive_and_wait();
+                copied_b.commit_copy_async();
             }
-        } else {
-            // Everyone is done with the previous item's K and V (and Q's staging) before they
-            // move.
-            sync_cube();
-            stage_item::<F>(
-                k,
-                v,
-                k_base,
-                v_base,
-                &mut ks,
-                &mut vs,
-                &mut keys,
-                0usize,
-                item,
-                tiles,
-                tile_start,
-                columns,
-                column_index,
-                column_base,
-                n_keys,
-                head_dim,
-                false,
-            );
-            sync_cube();
         }
-        let k_at = buffer * tile_len;
-        let key_at = buffer * 64usize;
+        if buffer == 0usize {
+            copied_a.arrive_and_wait();
+        } else {
+            copied_b.arrive_and_wait();
+        }
+        let k_at = tiles_at + buffer * tile_len;
+        let key_at = keys_at + buffer * 64usize;
         start_current = start_next;
         start_next = start_after;
 
@@ -578,7 +595,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
         total += plane_shuffle_xor(total, 2u32);
         let inv = 1.0f32 / total;
         let row = m * 64usize + plane * 16usize + g + 8usize * u;
-        if row < n_queries {
+        if active && row < n_queries {
             let base = b * out.stride(0usize) + h * out.stride(1usize) + row * out.stride(2usize);
             #[unroll]
             for jd in 0..comptime!(head_dim / 8usize) {

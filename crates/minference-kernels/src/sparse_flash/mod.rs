@@ -127,11 +127,9 @@ pub enum Path {
     TensorCore,
     /// Manual `mma.m16n8k16` products with the scores, softmax and output in registers
     /// (FlashAttention-2's structure): f16/bf16, head dims 16..=128 in steps of 16, inputs whose
-    /// head dimension is contiguous (16-byte loads). Without an index (causal dense) K/V tiles
-    /// come in with `cp.async` into two buffers, the next tile's copies in flight while the
-    /// current one is computed; with an index the loads are synchronous, which measured faster
-    /// there (H200, bf16, d = 128: 133 against 125 TFLOP/s, while the pipeline lifts the
-    /// index-free kernel from 135 to 195).
+    /// head dimension is contiguous (16-byte loads). K/V tiles come in with `cp.async` into two
+    /// buffers, the next tile's copies in flight while the current one is computed. With an
+    /// index, three query blocks share a cube where shared memory allows ([`mma_groups`]).
     Mma,
 }
 
@@ -214,6 +212,20 @@ fn wide_loads<R: Runtime>(t: &TensorBinding<R>, elem_size: usize) -> bool {
         && t.handle.offset_start.unwrap_or(0).is_multiple_of(16)
 }
 
+/// Query blocks per cube of the register kernel: three where the device's shared memory holds
+/// their tiles (H100/H200: 205 of 227 KiB at d = 128), which caps the kernel at 168 registers so
+/// that three blocks are resident an SM; one without an index, whose kernel compiles to 168
+/// registers by itself and runs faster alone (H200, bf16, d = 128, 128K: indexed 131 → 156
+/// TFLOP/s with three; index-free 188 with one, 160 with three, whose steps go in lockstep).
+fn mma_groups<R: Runtime>(client: &ComputeClient<R>, head_dim: usize, causal_dense: bool) -> usize {
+    if causal_dense {
+        return 1;
+    }
+    let fit =
+        client.properties().hardware.max_shared_memory_size / mma::group_shared_bytes(head_dim);
+    fit.clamp(1, mma::MAX_GROUPS)
+}
+
 /// Keys per shared-memory chunk of the portable kernel: the largest power of two that keeps the
 /// fp32 K and V chunks within 16 KiB (half of the 32 KiB the smallest devices offer).
 fn portable_chunk(head_dim: usize) -> usize {
@@ -287,11 +299,11 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     // The kernels take the same arguments; only the kernel, the cube shape, the portable
     // kernel's resumable-launch arguments and the trailing comptime parameters differ.
     macro_rules! launch_kernel {
-        ($kernel:path, $cube_dim:expr, [$($extra:expr),*] $(, $comptime:expr)*) => {
+        ($kernel:path, $count:expr, $cube_dim:expr, [$($extra:expr),*] $(, $comptime:expr)*) => {
             unsafe {
                 $kernel(
                     client,
-                    count.clone(),
+                    $count,
                     $cube_dim,
                     q.clone().into_tensor_arg(),
                     k.clone().into_tensor_arg(),
@@ -340,6 +352,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 let end = if finish { items } else { begin + per_launch };
                 launch_kernel!(
                     portable::sparse_flash_portable::launch_unchecked::<F, R>,
+                    count.clone(),
                     CubeDim::new_1d(BLOCK as u32),
                     [
                         arr(&state, state_len),
@@ -364,18 +377,26 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 && p.head_dim <= 128
                 && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
             if registers {
+                let groups = mma_groups(client, p.head_dim, causal_dense);
+                let count = CubeCount::Static(
+                    p.query_blocks().div_ceil(groups) as u32,
+                    p.heads as u32,
+                    p.batch as u32,
+                );
                 launch_kernel!(
                     mma::sparse_flash_mma::launch_unchecked::<F, R>,
-                    CubeDim::new_2d(32, 4),
+                    count,
+                    CubeDim::new_2d(32, 4 * groups as u32),
                     [],
                     causal_dense,
-                    causal_dense
+                    groups
                 )
             } else if causal_dense {
                 return Err(KernelError::NoCausalDense);
             } else {
                 launch_kernel!(
                     tensor_core::sparse_flash_tensor_core::launch_unchecked::<F, R>,
+                    count.clone(),
                     CubeDim::new_2d(32, 4),
                     []
                 )
