@@ -69,3 +69,61 @@ fn fused_backend_matches_reference() {
         host(&sparse_attention(fq, fk, fv, &patterns, &AttentionOptions::default()).unwrap());
     assert_close(&fused, &plain, "fused sparse_attention");
 }
+
+/// `sparse_attention_measured` (what the Llama pre-fill calls) through fusion: the inner
+/// backend's device index and dense switch, the output back in the stream, in order with the
+/// element-wise ops around it.
+#[test]
+fn fused_measured_matches_plain() {
+    let device = Default::default();
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads: 4,
+        kv_heads: 2,
+        n_queries: 600,
+        n_keys: 600,
+        query_offset: None,
+        head_dim: 32,
+        kind: InputKind::Structured,
+        seed: 5,
+    };
+    let draw = generate(&spec);
+    let g = Geometry::new(600, 600, None).unwrap();
+    let scale = 1.0 / (32f64).sqrt();
+    let sparse = LayerPatterns::uniform(Pattern::BlockSparse { top_k: 1 }, 4).unwrap();
+    // Sink and window cover every causal pair (where the backend switches to dense above some
+    // density, this layer goes there; Vulkan has no switch, so both run it sparse).
+    let full = LayerPatterns::uniform(
+        Pattern::AShape {
+            sink: 64,
+            local: 1024,
+        },
+        4,
+    )
+    .unwrap();
+    for (patterns, kept) in [(&sparse, 0.2..0.9), (&full, 1.0..1.01)] {
+        let (q, k, v) = draw.tensors::<Vulkan>(&device);
+        let plain = <Vulkan as SparseAttentionBackend>::sparse_attention_measured(
+            q, k, v, patterns, g, scale,
+        )
+        .unwrap();
+        let (fq, fk, fv) = draw.tensors::<VulkanFusion>(&device);
+        let fused = <VulkanFusion as SparseAttentionBackend>::sparse_attention_measured(
+            fq * 2.0 * 0.5,
+            fk,
+            fv,
+            patterns,
+            g,
+            scale,
+        )
+        .unwrap();
+        assert!(kept.contains(&plain.density), "density {}", plain.density);
+        assert_eq!(fused.dense, plain.dense, "fused switch");
+        assert_eq!(fused.density, plain.density, "fused density");
+        assert_close(
+            &host(&(fused.out * 3.0)),
+            &host(&(plain.out * 3.0)),
+            "fused sparse_attention_measured",
+        );
+    }
+}

@@ -4,14 +4,16 @@
 //! features), which hand the op to their inner backend as one custom operation. `CubeBackend`
 //! is in [`crate::cube`].
 
-use crate::attention::SparseAttentionBackend;
+use crate::attention::{Measured, SparseAttentionBackend};
 use crate::error::Result;
 use crate::index::{Geometry, SparseIndex};
 use crate::pattern::LayerPatterns;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 use burn_fusion::stream::{Operation, OperationStreams};
-use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use burn_fusion::{Fusion, FusionBackend, FusionRuntime, NoOp};
+use burn_ir::{
+    CustomOpIr, HandleContainer, InitOperationIr, OperationIr, OperationOutput, TensorIr,
+};
 use std::marker::PhantomData;
 
 /// What a [`SparseAttentionOp`] asks of the inner backend.
@@ -80,14 +82,45 @@ impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusio
         geometry: Geometry,
         scale: f64,
     ) -> Result<SparseIndex> {
-        let inner = |t: &Tensor<Self, 4>| {
-            let t = t.clone().into_primitive().tensor();
-            let client = t.client.clone();
-            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(
-                client.resolve_tensor_float::<B>(t),
-            ))
-        };
-        B::build_index(&inner(q), &inner(k), patterns, geometry, scale)
+        B::build_index(&resolve(q), &resolve(k), patterns, geometry, scale)
+    }
+
+    /// The inner backend's measured pass on the resolved tensors, its output registered back
+    /// into the stream. The density decides the pass and is returned, so this layer cannot stay
+    /// lazy; resolving keeps the index on the device (the default would build it on the host).
+    fn sparse_attention_measured(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        patterns: &LayerPatterns,
+        geometry: Geometry,
+        scale: f64,
+    ) -> Result<Measured<Self>> {
+        let client = q.clone().into_primitive().tensor().client.clone();
+        let inner = B::sparse_attention_measured(
+            resolve(&q),
+            resolve(&k),
+            resolve(&v),
+            patterns,
+            geometry,
+            scale,
+        )?;
+        let out = inner.out.into_primitive().tensor();
+        let (shape, dtype) = (out.shape(), out.dtype());
+        let handle = B::float_tensor_handle(out);
+        let desc = InitOperationIr::create(shape, dtype, || client.register_tensor_handle(handle));
+        let out = client
+            .register(
+                OperationStreams::default(),
+                OperationIr::Init(desc),
+                NoOp::<B>::new(),
+            )
+            .output();
+        Ok(Measured {
+            out: Tensor::from_primitive(TensorPrimitive::Float(out)),
+            density: inner.density,
+            dense: inner.dense,
+        })
     }
 
     fn attention_with_index(
@@ -155,6 +188,13 @@ impl<B: FusionBackend + SparseAttentionBackend> SparseAttentionBackend for Fusio
     ) -> Result<()> {
         B::check_supported(device, head_dim, dtype)
     }
+}
+
+/// The inner backend's tensor behind `t`, once the operations queued for it have run.
+fn resolve<B: FusionBackend>(t: &Tensor<Fusion<B>, 4>) -> Tensor<B, 4> {
+    let t = t.clone().into_primitive().tensor();
+    let client = t.client.clone();
+    Tensor::from_primitive(TensorPrimitive::Float(client.resolve_tensor_float::<B>(t)))
 }
 
 /// Registers the attention as one custom operation of the fusion stream.
