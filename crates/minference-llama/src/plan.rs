@@ -20,7 +20,8 @@ pub const DEFAULT_MIN_SPARSE_LEN: usize = 1024;
 /// 0.3–1.0 s vs 0.1–0.2 s; 8K: 0.7–1.6 s vs 0.4 s), because the index is still estimated on the
 /// host while dense attention on the GPU is cheap at these lengths. With the index built on the
 /// device (H200, `benches/RESULTS.md`), Block-Sparse top-100 ties the index-free dense kernel at
-/// 16K and is 1.7× faster at 32K, so GPUs go sparse from 16384.
+/// 16K and is 1.7× faster at 32K (attention alone); a whole Llama-3-8B-shaped pre-fill with it
+/// is 1.08× faster than dense at 32K and 1.21× at 64K. So GPUs go sparse from 16384.
 pub const DEFAULT_MIN_SPARSE_LEN_GPU: usize = 16384;
 
 /// Default rows per chunk of the row-wise parts of a layer (norms, projections, feed-forward).
