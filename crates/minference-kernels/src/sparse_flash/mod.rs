@@ -296,8 +296,8 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
     let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let group = (p.heads / p.kv_heads) as u32;
-    // The kernels take the same arguments; only the kernel, the cube shape, the portable
-    // kernel's resumable-launch arguments and the trailing comptime parameters differ.
+    // The kernels take the same arguments; only the kernel, the grid and cube shapes, the
+    // portable kernel's resumable-launch arguments and the trailing comptime parameters differ.
     macro_rules! launch_kernel {
         ($kernel:path, $count:expr, $cube_dim:expr, [$($extra:expr),*] $(, $comptime:expr)*) => {
             unsafe {
