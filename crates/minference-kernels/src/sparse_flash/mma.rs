@@ -84,9 +84,9 @@ fn stage_rows<F: Float>(
     let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
     let chunks = comptime!(head_dim / 8usize);
     let slots = comptime!(head_dim / 8usize + 1usize);
-    // `8·head_dim` copies over the group's 128 units: a fixed count, unrolled so that the
-    // loads of a synchronous stage are all in flight before the first store waits on one
-    // (a runtime-bounded loop here measured 2× slower on the indexed kernel).
+    // `8·head_dim` copies over the group's 128 units: a fixed, unrolled count. Bounded at run
+    // time from the unit index, the loop measured 15 % slower in the index-free kernel
+    // (H200: 160 against 188 TFLOP/s at 128K).
     #[unroll]
     for i in 0..comptime!(head_dim / 16usize) {
         let u = tid + i * 128usize;
