@@ -226,10 +226,16 @@ fn head_plans(patterns: &LayerPatterns, geometry: &Geometry) -> Vec<HeadPlan> {
         .collect()
 }
 
-/// Whether [`device_index`] can build this layer's index: the Block-Sparse selection holds at
-/// most 4096 key blocks (256K keys) in shared memory; past that the host selects those heads.
-pub fn device_index_fits(patterns: &LayerPatterns, geometry: &Geometry) -> bool {
-    geometry.key_blocks() <= bs_kernels::MAX_KEY_BLOCKS
+/// Whether [`device_index`] can build this layer's index on `client`'s device: the
+/// Block-Sparse selection holds a row of key blocks in shared memory
+/// (`minference_kernels::estimate::block_sparse::max_key_blocks`: 2M keys on an H100, 256K
+/// with 32 KiB); past that the host selects those heads.
+pub fn device_index_fits<R: CubeRuntime>(
+    client: &cubecl::client::ComputeClient<R>,
+    patterns: &LayerPatterns,
+    geometry: &Geometry,
+) -> bool {
+    geometry.key_blocks() <= bs_kernels::max_key_blocks(client)
         || !patterns
             .heads()
             .iter()
@@ -408,7 +414,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
     ) -> Result<SparseIndex> {
         let client = R::client(&q.device());
         let [batch, heads, _, _] = q.dims();
-        if device_index_fits(patterns, &geometry) {
+        if device_index_fits(&client, patterns, &geometry) {
             let handles = device_index(
                 primitive(q.clone()),
                 primitive(k.clone()),
@@ -448,7 +454,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         geometry: Geometry,
         scale: f64,
     ) -> Result<Measured<Self>> {
-        if !device_index_fits(patterns, &geometry) {
+        if !device_index_fits(&R::client(&q.device()), patterns, &geometry) {
             return crate::attention::measured_forward(q, k, v, patterns, geometry, scale);
         }
         let (qp, kp) = (primitive(q.clone()), primitive(k.clone()));
@@ -482,7 +488,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         if patterns.all_dense() {
             return Self::causal_attention(q, k, v, geometry, scale);
         }
-        if !device_index_fits(patterns, &geometry) {
+        if !device_index_fits(&R::client(&q.device()), patterns, &geometry) {
             return crate::attention::indexed_forward(q, k, v, patterns, geometry, scale);
         }
         let (q, k, v) = (primitive(q), primitive(k), primitive(v));

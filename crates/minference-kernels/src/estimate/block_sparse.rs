@@ -17,8 +17,33 @@ use crate::sparse_flash::{IndexHandles, Problem};
 use crate::KernelError;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
-/// Most key blocks [`select`] holds in shared memory (16 KiB of scores): 256K keys.
-pub const MAX_KEY_BLOCKS: usize = 4096;
+
+/// Fewest key blocks a [`select`] kernel is compiled for (4 KiB of scores): rows up to 64K keys
+/// share one compiled kernel.
+const MIN_CAPACITY: usize = 1024;
+
+/// Most key blocks [`select`] can hold on this device: the largest power of two whose scores
+/// (4 bytes each) fit the device's shared memory next to the selection's own scratch (four
+/// words a unit). H100/H200: 32768 blocks (2M keys); 32 KiB of shared memory: 4096 (256K).
+pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
+    blocks_in(client.properties().hardware.max_shared_memory_size)
+}
+
+/// [`max_key_blocks`] for `shared` bytes of shared memory.
+fn blocks_in(shared: usize) -> usize {
+    let fit = shared.saturating_sub(4 * SELECT_UNITS * 4) / 4;
+    if fit == 0 {
+        0
+    } else {
+        1 << fit.ilog2()
+    }
+}
+
+/// The capacity a row of `key_blocks` blocks is selected with: the next power of two, at least
+/// [`MIN_CAPACITY`] (few compiled variants; shared memory grows with the rows).
+fn capacity_for(key_blocks: usize) -> usize {
+    key_blocks.next_power_of_two().max(MIN_CAPACITY)
+}
 
 /// Cube `(block, h, b)`, unit `c`: the mean of rows `64·block ..` (at most `len`) of column `c`,
 /// into `pooled[bh, block, c]`, or `pooled[bh, c, block]` when `transposed` (pooled keys: the
@@ -73,6 +98,7 @@ pub fn select(
     max_blocks: u32,
     scale: f32,
     #[comptime] head_dim: usize,
+    #[comptime] capacity: usize,
 ) {
     let tid = UNIT_POS_X as usize;
     let m = CUBE_POS_X as usize;
@@ -92,7 +118,7 @@ pub fn select(
         let last_diag = last / 64usize;
         let visible = usize::min(last_diag + 1, key_blocks);
 
-        let mut keys = SharedMemory::<u32>::new(MAX_KEY_BLOCKS);
+        let mut keys = SharedMemory::<u32>::new(capacity);
         let mut scratch = SharedMemory::<u32>::new(SELECT_UNITS);
         let q_base = slot * head_dim;
         let mut forced_count = 0u32;
@@ -146,11 +172,12 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
     top_k: &[u32],
     index: &IndexHandles,
 ) -> Result<(), KernelError> {
-    if p.key_blocks() > MAX_KEY_BLOCKS {
+    let most = max_key_blocks(client);
+    if p.key_blocks() > most {
         return Err(KernelError::Index(format!(
-            "{} key blocks: the device Block-Sparse selection holds at most {MAX_KEY_BLOCKS} \
-             (256K keys)",
-            p.key_blocks()
+            "{} key blocks: this device's Block-Sparse selection holds at most {most} ({} keys)",
+            p.key_blocks(),
+            most * 64
         )));
     }
     let (qb, kb) = (p.query_blocks(), p.key_blocks());
@@ -196,7 +223,30 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             index.max_blocks as u32,
             p.scale,
             p.head_dim,
+            capacity_for(kb),
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_covers_the_row_within_shared_memory() {
+        // H100/H200 (227 KiB opt-in), a 32 KiB device, and none.
+        assert_eq!(blocks_in(232_448), 32_768);
+        assert_eq!(blocks_in(32 * 1024), 4096);
+        assert_eq!(blocks_in(1024), 0);
+        for key_blocks in [1, 63, 1024, 1025, 4688, 32_768] {
+            let capacity = capacity_for(key_blocks);
+            assert!(capacity >= key_blocks && capacity.is_power_of_two());
+            assert!(capacity == MIN_CAPACITY || capacity < 2 * key_blocks);
+        }
+        // What select uses of shared memory at a capacity the device reports it can hold.
+        let used = |capacity: usize| capacity * 4 + 4 * SELECT_UNITS * 4;
+        assert!(used(blocks_in(232_448)) <= 232_448);
+        assert!(used(blocks_in(32 * 1024)) <= 32 * 1024);
+    }
 }
