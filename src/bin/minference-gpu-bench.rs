@@ -16,9 +16,9 @@
 //! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones.
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
 //! first token; dense, Block-Sparse and Vertical-Slash everywhere). `--dump-inputs DIR` writes
-//! the exact Q, K and V each sweep size timed (bf16 values, stored as f32 `.npy`, `[1, heads, n, 128]`) as
-//! `DIR/{structured,powerlaw,random}-{n}-{q,k,v}.npy`, so that another implementation (MInference's
-//! kernels) can be timed on the same inputs.
+//! the exact Q, K and V each sweep size timed (bf16 values, stored as f32 `.npy`,
+//! `[1, heads, n, 128]`) as `DIR/{structured,powerlaw,random}-{n}-{q,k,v}.npy`, so that another
+//! implementation (MInference's kernels) can be timed on the same inputs.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
@@ -814,11 +814,12 @@ fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
     // over 70 % of the pairs below ~16K tokens, where the dense switch runs the index-free
     // kernel instead, so a shorter warm-up leaves the indexed kernel's compilation (seconds of
     // NVRTC) inside the first timed sparse pre-fill.
-    let warm = prompt(16384);
+    const WARM_TOKENS: usize = 16384;
+    let warm = prompt(WARM_TOKENS);
     for (_, options) in &settings {
         let (_, density) = prefill(&warm, options);
         println!(
-            "warm-up at 16384 tokens: mean density {:.1}%",
+            "warm-up at {WARM_TOKENS} tokens: mean density {:.1}%",
             density * 100.0
         );
     }
