@@ -10,10 +10,15 @@
 //! minference-gpu-bench [--sizes 16384,32768|none] [--skip-checks|--index-checks-only]
 //!                      [--json FILE]
 //!                      [--llama 32768,131072] [--dump-inputs DIR]
-//!                      [--inputs structured,powerlaw,random]
+//!                      [--inputs structured,powerlaw,random] [--patterns free,dense,bs,vs]
+//!                      [--large-check]
 //! ```
 //!
 //! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones.
+//! `--patterns` picks the sweep's rows: `free` our index-free dense kernel, `dense` the indexed
+//! kernel on a dense index, `bs` Block-Sparse top-100, `vs` Vertical-Slash (1000, 6096).
+//! `--large-check` runs a layer past the kernels' 32-bit offsets (64/8 heads, 768K tokens) in
+//! passes and checks it against its heads run alone.
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
 //! first token; dense, Block-Sparse and Vertical-Slash everywhere). `--dump-inputs DIR` writes
 //! the exact Q, K and V each sweep size timed (bf16 values, stored as f32 `.npy`,
@@ -615,6 +620,7 @@ fn sweep(
     device: &Device,
     sizes: &[usize],
     kinds: &[InputKind],
+    selected: &[String],
     dump: Option<&std::path::Path>,
 ) -> Vec<Record> {
     type B = Cuda<half::bf16>;
@@ -670,10 +676,16 @@ fn sweep(
                 }
             }
             let g = Geometry::new(n, n, None).unwrap();
-            {
+            let wanted = |name: &str| selected.iter().any(|p| p == name);
+            // One timed run past 512K tokens (seconds each), after the warm-up run.
+            let repeats = match n {
+                n if n >= 524288 => 1,
+                n if n >= 131072 => 3,
+                _ => 5,
+            };
+            if wanted("free") {
                 // Causal dense with no index at all (what dense layers of the model run).
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
-                let repeats = if n >= 131072 { 3 } else { 5 };
                 let ms = time_ms(device, repeats, || {
                     cube::causal_attention(prim(&q), prim(&k), prim(&v), &g, scale)
                         .unwrap()
@@ -695,11 +707,12 @@ fn sweep(
                 );
                 records.push(record);
             }
-            for (pattern, path) in [
-                (Pattern::Dense, None),
-                (Pattern::Dense, Some(Path::TensorCore)),
-                (Pattern::BlockSparse { top_k: 100 }, None),
+            for (name, pattern, path) in [
+                ("dense", Pattern::Dense, None),
+                ("dense", Pattern::Dense, Some(Path::TensorCore)),
+                ("bs", Pattern::BlockSparse { top_k: 100 }, None),
                 (
+                    "vs",
                     Pattern::VerticalSlash {
                         vertical: 1000,
                         slash: 6096,
@@ -707,6 +720,9 @@ fn sweep(
                     None,
                 ),
             ] {
+                if !wanted(name) {
+                    continue;
+                }
                 // The shared-memory `cmma` path is timed once, at the smallest size if that is at
                 // most 32K (17 s a launch at 128K), for the ratio.
                 if path.is_some() && (n != sizes[0] || n > 32768) {
@@ -714,7 +730,6 @@ fn sweep(
                 }
                 let patterns = LayerPatterns::uniform(pattern, heads).unwrap();
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
-                let repeats = if n >= 131072 { 3 } else { 5 };
                 // The whole index on the device: estimation, top-k and conversion.
                 let mut handles = None;
                 let index_ms = time_ms(device, repeats, || {
@@ -756,6 +771,79 @@ fn sweep(
         }
     }
     records
+}
+
+/// A layer past the kernels' 32-bit offsets runs in passes (`minference::split`): Llama-3-70B's
+/// 64 query / 8 KV heads at 786 432 tokens (6.4 · 10⁹ query elements; a length whose divisors
+/// Burn's 64-bit slice kernels launch with, for building the inputs). The whole layer's
+/// device index must refuse with a typed error; the measured pass (split by the backend) must
+/// give sampled heads, the last one included (whose offsets would have wrapped), exactly what
+/// they give run alone.
+fn large_layer_check(device: &Device) -> (String, bool) {
+    type B = Cuda<half::bf16>;
+    let (heads, kv_heads, n, d) = (64, 8, 786_432, 128);
+    let group = heads / kv_heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    // Burn's random fill takes at most 2³² elements a call: draw 8 heads at a time.
+    let random = |h: usize| {
+        let parts = (0..h.div_ceil(8))
+            .map(|_| {
+                Tensor::<B, 4>::random([1, 8.min(h), n, d], Distribution::Normal(0.0, 1.0), device)
+                    .cast(burn::tensor::FloatDType::BF16)
+            })
+            .collect();
+        Tensor::cat(parts, 1)
+    };
+    let (q, k, v) = (random(heads), random(kv_heads), random(kv_heads));
+    let cycle = [
+        Pattern::BlockSparse { top_k: 100 },
+        Pattern::VerticalSlash {
+            vertical: 100,
+            slash: 200,
+        },
+        Pattern::AShape {
+            sink: 64,
+            local: 4096,
+        },
+    ];
+    let patterns = LayerPatterns::new((0..heads).map(|h| cycle[h % 3]).collect()).unwrap();
+    let g = Geometry::new(n, n, None).unwrap();
+    let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
+    let refused = match cube::device_index(prim(&q), prim(&k), &patterns, &g, scale) {
+        Ok(_) => "built (no refusal)".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let refused_ok = refused.contains("2^32");
+    let start = Instant::now();
+    let whole =
+        B::sparse_attention_measured(q.clone(), k.clone(), v.clone(), &patterns, g, scale).unwrap();
+    B::sync(device).unwrap();
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut worst = 0.0f64;
+    for h in [0, 29, heads - 1] {
+        let kv = h / group;
+        let alone = B::sparse_attention_measured(
+            q.clone().slice([0..1, h..h + 1]),
+            k.clone().slice([0..1, kv..kv + 1]),
+            v.clone().slice([0..1, kv..kv + 1]),
+            &patterns.range(h..h + 1),
+            g,
+            scale,
+        )
+        .unwrap();
+        let split = whole.out.clone().slice([0..1, h..h + 1]);
+        worst = worst.max(max_err(&host(&split), &host(&alone.out)));
+    }
+    let ok = refused_ok && worst <= 1e-3;
+    (
+        format!(
+            "large layer (64/8 heads, {n} tokens, passes): whole-layer index refused ({}); split run {ms:.0} ms, density {:.3}; heads 0, 29, 63 vs alone: max diff {worst:.1e} {}",
+            refused.chars().take(90).collect::<String>(),
+            whole.density,
+            if ok { "ok" } else { "FAIL" }
+        ),
+        ok,
+    )
 }
 
 /// Time to first token of a random-weight Llama-3.1-8B-shaped model (bf16): dense, every head
@@ -890,6 +978,12 @@ fn main() {
         check_rows = rows;
         println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
     }
+    if args.iter().any(|a| a == "--large-check") {
+        let (line, large_ok) = large_layer_check(&device);
+        println!("{line}");
+        check_rows.push(line);
+        ok &= large_ok;
+    }
     if let Some(llama) = value("--llama") {
         let sizes: Vec<usize> = llama
             .split(',')
@@ -911,7 +1005,15 @@ fn main() {
                 other => panic!("--inputs takes structured, powerlaw, random; not {other}"),
             })
             .collect();
-        sweep(&device, &sizes, &kinds, dump.as_deref())
+        let patterns: Vec<String> = value("--patterns")
+            .unwrap_or_else(|| "free,dense,bs,vs".into())
+            .split(',')
+            .map(|p| match p {
+                "free" | "dense" | "bs" | "vs" => p.to_string(),
+                other => panic!("--patterns takes free, dense, bs, vs; not {other}"),
+            })
+            .collect();
+        sweep(&device, &sizes, &kinds, &patterns, dump.as_deref())
     };
     if let Some(path) = value("--json") {
         let json: Vec<String> = records

@@ -6,13 +6,16 @@ use crate::error::{MinferenceError, Result};
 use crate::estimate::vertical_slash::VerticalSlashScores;
 use crate::index::{Geometry, SparseIndex};
 use crate::pattern::{LayerPatterns, Pattern, FORCED_SLASH, FORCED_VERTICAL};
+use crate::split::{self, Pass};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::prelude::CubeElement;
+use minference_kernels::copy;
 use minference_kernels::estimate::block_sparse as bs_kernels;
 use minference_kernels::estimate::vertical_slash as vs_kernels;
 use minference_kernels::index::{self as index_kernels, Forced, HeadPlan};
+use minference_kernels::limits;
 use minference_kernels::sparse_flash::{self, IndexHandles, Path, Problem};
 
 /// Which kernel path runs for `dtype` on `client`'s device.
@@ -226,6 +229,106 @@ fn head_plans(patterns: &LayerPatterns, geometry: &Geometry) -> Vec<HeadPlan> {
         .collect()
 }
 
+/// The passes (`split::plan`) that keep every launch of this layer within the kernels' 32-bit
+/// offsets (`minference_kernels::limits`): one for any layer up to 2³² elements a buffer. With
+/// `indexed` false only the tensors count (the index-free causal kernel).
+fn layer_passes(
+    q: [usize; 4],
+    k: [usize; 4],
+    patterns: &LayerPatterns,
+    geometry: &Geometry,
+    indexed: bool,
+) -> Result<Vec<Pass>> {
+    let [batch, heads, n_queries, head_dim] = q;
+    let problem = Problem {
+        batch,
+        heads,
+        kv_heads: k[1],
+        n_queries,
+        n_keys: k[2],
+        query_offset: geometry.query_offset,
+        head_dim,
+        scale: 1.0,
+    };
+    let plans = head_plans(patterns, geometry);
+    let widths = if indexed {
+        index_kernels::widths(&plans, &problem)
+    } else {
+        (1, 1)
+    };
+    let vertical_slash = indexed
+        && plans
+            .iter()
+            .any(|plan| matches!(plan, HeadPlan::VerticalSlash { .. }));
+    split::plan(&problem, |part| {
+        limits::check(part, widths, vertical_slash).is_ok()
+    })
+}
+
+/// Writes a pass's output `part` (`[rows, heads, n, head_dim]`) into the layer's contiguous
+/// output at `[rows, heads]`, one contiguous copy per batch row
+/// (`minference_kernels::copy`: offsets relative to the part, so outputs past 2³² elements
+/// work, where Burn's `slice_assign` indexes the whole output).
+fn place_part<R: CubeRuntime>(
+    out: CubeTensor<R>,
+    part: CubeTensor<R>,
+    [rows, heads]: [std::ops::Range<usize>; 2],
+) -> Result<CubeTensor<R>> {
+    let part = burn_cubecl::kernel::into_contiguous(part);
+    let [_, layer_heads, n, head_dim] = out.meta.shape().dims();
+    let [part_rows, part_heads, part_n, part_dim] = part.meta.shape().dims();
+    if !out.is_contiguous()
+        || part.dtype != out.dtype
+        || [part_rows, part_heads, part_n, part_dim] != [rows.len(), heads.len(), n, head_dim]
+    {
+        return Err(MinferenceError::Shape {
+            what: "a pass's output",
+            got: vec![part_rows, part_heads, part_n, part_dim],
+            expected: format!(
+                "[{}, {}, {n}, {head_dim}] of {:?} into a contiguous {:?}",
+                rows.len(),
+                heads.len(),
+                out.dtype,
+                out.meta.shape()
+            ),
+        });
+    }
+    let len = heads.len() * n * head_dim;
+    for (i, row) in rows.enumerate() {
+        let src = part
+            .handle
+            .clone()
+            .offset_start((i * len * part.dtype.size()) as u64);
+        let at = (row * layer_heads + heads.start) * n * head_dim;
+        let client = &out.client;
+        let copied = match out.dtype {
+            DType::F32 => copy::copy_into::<R, f32>(client, &src, &out.handle, at, len),
+            DType::F16 => copy::copy_into::<R, half::f16>(client, &src, &out.handle, at, len),
+            DType::BF16 => copy::copy_into::<R, half::bf16>(client, &src, &out.handle, at, len),
+            other => {
+                return Err(MinferenceError::Unsupported(format!(
+                    "attention outputs are f32, f16 or bf16, not {other:?}"
+                )))
+            }
+        };
+        copied.map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// Places a pass's output in the layer's output for `split::in_passes` on the Cube backends:
+/// one contiguous device copy per batch row, with offsets relative to the part, so that it
+/// works past 2³² elements (where Burn's `slice_assign` indexes the whole output). `out` must be
+/// contiguous (as `Tensor::empty` makes it).
+pub fn place<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    out: Tensor<CubeBackend<R, F, I, BT>, 4>,
+    part: Tensor<CubeBackend<R, F, I, BT>, 4>,
+    at: [std::ops::Range<usize>; 2],
+) -> Result<Tensor<CubeBackend<R, F, I, BT>, 4>> {
+    let out = place_part(primitive(out), primitive(part), at)?;
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
 /// Whether [`device_index`] can build this layer's index on `client`'s device: the
 /// Block-Sparse selection holds a row of key blocks in shared memory
 /// (`minference_kernels::estimate::block_sparse::max_key_blocks`: 2M keys on an H100, 256K
@@ -392,6 +495,19 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         geometry: Geometry,
         scale: f64,
     ) -> Result<Tensor<Self, 4>> {
+        let dense = LayerPatterns::uniform(Pattern::Dense, q.dims()[1])?;
+        let index_free = path_for(&R::client(&q.device()), q.dtype(), q.dims()[3]) == Path::Mma;
+        let passes = layer_passes(q.dims(), k.dims(), &dense, &geometry, !index_free)?;
+        if passes.len() > 1 {
+            let run = |q, k, v, _: &LayerPatterns| {
+                Ok(Measured {
+                    out: Self::causal_attention(q, k, v, geometry, scale)?,
+                    density: 1.0,
+                    dense: true,
+                })
+            };
+            return Ok(split::in_passes(q, k, v, &dense, &passes, run, place)?.out);
+        }
         let (qp, kp, vp) = (
             primitive(q.clone()),
             primitive(k.clone()),
@@ -454,6 +570,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         geometry: Geometry,
         scale: f64,
     ) -> Result<Measured<Self>> {
+        let passes = layer_passes(q.dims(), k.dims(), patterns, &geometry, true)?;
+        if passes.len() > 1 {
+            let run = |q, k, v, patterns: &LayerPatterns| {
+                Self::sparse_attention_measured(q, k, v, patterns, geometry, scale)
+            };
+            return split::in_passes(q, k, v, patterns, &passes, run, place);
+        }
         if !device_index_fits(&R::client(&q.device()), patterns, &geometry) {
             return crate::attention::measured_forward(q, k, v, patterns, geometry, scale);
         }
@@ -487,6 +610,18 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
     ) -> Result<Tensor<Self, 4>> {
         if patterns.all_dense() {
             return Self::causal_attention(q, k, v, geometry, scale);
+        }
+        let passes = layer_passes(q.dims(), k.dims(), patterns, &geometry, true)?;
+        if passes.len() > 1 {
+            let run = |q, k, v, patterns: &LayerPatterns| {
+                Ok(Measured {
+                    out: Self::sparse_attention_forward(q, k, v, patterns, geometry, scale)?,
+                    // Not measured: only the output is used.
+                    density: f64::NAN,
+                    dense: false,
+                })
+            };
+            return Ok(split::in_passes(q, k, v, patterns, &passes, run, place)?.out);
         }
         if !device_index_fits(&R::client(&q.device()), patterns, &geometry) {
             return crate::attention::indexed_forward(q, k, v, patterns, geometry, scale);

@@ -9,6 +9,7 @@
 //! - [`estimate`] and [`index`]: the run-time index estimation and the unified sparse index;
 //! - [`reference`]: the exact reference every kernel is checked against;
 //! - [`cpu`]: the host tile engine (NdArray), which computes only the selected tiles;
+//! - [`split`]: layers past the kernels' 32-bit offsets, run in passes over batch rows and heads;
 //! - [`synthetic`]: structured Q/K/V for tests and benchmarks.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod estimate;
 pub mod index;
 mod pattern;
 pub mod reference;
+pub mod split;
 pub mod synthetic;
 
 pub use attention::{

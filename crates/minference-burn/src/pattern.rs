@@ -127,6 +127,13 @@ impl LayerPatterns {
         &self.heads
     }
 
+    /// The patterns of query heads `heads` (already validated), for running a layer in parts.
+    pub fn range(&self, heads: std::ops::Range<usize>) -> Self {
+        Self {
+            heads: self.heads[heads].to_vec(),
+        }
+    }
+
     /// Number of query heads.
     pub fn len(&self) -> usize {
         self.heads.len()

@@ -12,9 +12,13 @@
 //! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores, top-k
 //!   selections, Block-Sparse pooling).
 //! - [`index`]: the whole unified index of a layer built on the device from per-head plans.
+//! - [`limits`]: what one launch can address (32-bit offsets), checked before every launch;
+//!   [`copy`] assembles the output of a layer run in passes.
 
+pub mod copy;
 pub mod estimate;
 pub mod index;
+pub mod limits;
 pub mod sparse_flash;
 
 /// Rows of a query block and keys of a tile.
@@ -37,6 +41,14 @@ pub enum KernelError {
     /// Index arrays and problem disagree.
     #[error("index does not match the problem: {0}")]
     Index(String),
+    /// A buffer of the launch passes what 32-bit offsets address ([`limits`]).
+    #[error("{what} span {elements} elements, past the 2^32 one launch addresses: run the layer in passes over batch rows and KV heads (minference::split; the Burn backends do this themselves)")]
+    TooLarge {
+        /// Which buffer.
+        what: &'static str,
+        /// Its elements.
+        elements: usize,
+    },
     /// The device did not answer a read.
     #[error("the device failed to return a result: {0}")]
     Device(String),

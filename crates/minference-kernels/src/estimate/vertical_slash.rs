@@ -17,7 +17,7 @@
 //! run on every CubeCL device (lavapipe included).
 
 use crate::sparse_flash::{Problem, MASKED};
-use crate::KernelError;
+use crate::{limits, KernelError};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -269,12 +269,11 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
     let bh = p.batch * p.heads;
     let first_position = (p.diagonals() - last) as u32;
     let group = (p.heads / p.kv_heads) as u32;
-    if bh * last * p.n_keys > u32::MAX as usize {
-        return Err(KernelError::Index(format!(
-            "{bh} heads × {last} rows × {} keys of logits do not fit 32-bit offsets",
-            p.n_keys
-        )));
-    }
+    limits::check_len("last-query logits", bh * last * p.n_keys)?;
+    limits::check_len(
+        "column and diagonal scores",
+        bh * (p.n_keys + p.diagonals()),
+    )?;
     let empty = |len: usize| client.empty(len * 4);
     let logit_buffer = empty(bh * last * p.n_keys);
     let (row_max, row_sum) = (empty(bh * last), empty(bh * last));

@@ -6,7 +6,7 @@
 //! block sums its tiles in closed form and its gathered columns, and only those sums come back.
 
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::{KernelError, BLOCK};
+use crate::{limits, KernelError, BLOCK};
 use cubecl::prelude::*;
 
 /// Causal pairs of the 64-key tile at `t` for the rows at positions `first..last`: row `p` sees
@@ -70,12 +70,8 @@ pub fn kept_pairs<R: Runtime>(
     let blocks = p.query_blocks();
     let slots = p.batch * p.heads * blocks;
     // A block's pairs are below 64 · n_keys; the per-block sums are 32-bit.
-    if BLOCK * p.n_keys > u32::MAX as usize || slots * index.max_blocks > u32::MAX as usize {
-        return Err(KernelError::Index(format!(
-            "{slots} query blocks over {} keys do not fit 32-bit counts",
-            p.n_keys
-        )));
-    }
+    limits::check_len("a query block's pairs", BLOCK * p.n_keys)?;
+    limits::check_len("index rows", slots * index.max_blocks)?;
     let kept = client.empty(slots * 4);
     let units = 256u32;
     let arr = |h: &cubecl::server::Handle, len: usize| unsafe {

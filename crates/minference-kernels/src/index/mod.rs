@@ -15,7 +15,7 @@ pub use kept::kept_pairs;
 
 use crate::estimate::{block_sparse, select, vertical_slash};
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::KernelError;
+use crate::{limits, KernelError};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -125,12 +125,12 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
     let (max_blocks, max_columns) = widths(plans, p);
     let qb = p.query_blocks();
     let rows = p.batch * p.heads * qb;
-    // Kernel offsets are 32-bit.
-    if rows * max_blocks.max(max_columns) > u32::MAX as usize {
-        return Err(KernelError::Index(format!(
-            "{rows} query blocks × {} entries do not fit 32-bit offsets: split the heads",
-            max_blocks.max(max_columns)
-        )));
+    let vertical_slash = plans
+        .iter()
+        .any(|plan| matches!(plan, HeadPlan::VerticalSlash { .. }));
+    limits::check(p, (max_blocks, max_columns), vertical_slash)?;
+    for (what, t) in [("q", &q), ("k", &k)] {
+        limits::check_len(what, limits::span(&t.shape, &t.strides))?;
     }
     let index = IndexHandles {
         block_count: client.empty(rows * 4),

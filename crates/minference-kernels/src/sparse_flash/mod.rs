@@ -11,7 +11,7 @@ mod tensor_core;
 
 pub use loop_cap::loop_cap;
 
-use crate::{KernelError, BLOCK};
+use crate::{limits, KernelError, BLOCK};
 use cubecl::features::MmaConfig;
 use cubecl::ir::{ElemType, FloatKind, StorageType};
 use cubecl::prelude::*;
@@ -293,6 +293,14 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             )));
         }
     }
+    // Offsets are 32-bit: past them a launch would read another head's data.
+    for (what, t) in [("q", &q), ("k", &k), ("v", &v), ("out", &out)] {
+        limits::check_len(what, limits::span(&t.shape, &t.strides))?;
+    }
+    limits::check_len(
+        "index rows",
+        slots * index.max_blocks.max(index.max_columns),
+    )?;
     let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
     let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let group = (p.heads / p.kv_heads) as u32;
@@ -345,6 +353,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             } else {
                 1
             };
+            limits::check_len("the split rows' state", state_len)?;
             let state = client.empty(state_len * 4);
             for launch in 0..launches {
                 let begin = launch * per_launch;
