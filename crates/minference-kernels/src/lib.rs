@@ -24,6 +24,24 @@ pub mod sparse_flash;
 /// Rows of a query block and keys of a tile.
 pub const BLOCK: usize = 64;
 
+/// `len` 32-bit words of `handle` as a kernel array argument, refused when the buffer holds
+/// fewer: every array a launcher binds goes through here, so that the length a kernel sees
+/// never exceeds its buffer (the index arrays come from callers).
+pub(crate) fn words<R: cubecl::Runtime>(
+    handle: &cubecl::server::Handle,
+    len: usize,
+) -> Result<cubecl::prelude::ArrayArg<R>, KernelError> {
+    let needed = len as u64 * 4;
+    if handle.size() < needed {
+        return Err(KernelError::Index(format!(
+            "an array holds {} bytes, {needed} needed",
+            handle.size()
+        )));
+    }
+    // SAFETY: the buffer holds `len` words (checked above).
+    Ok(unsafe { cubecl::prelude::ArrayArg::from_raw_parts(handle.clone(), len) })
+}
+
 /// Errors the launchers report instead of faulting the device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KernelError {

@@ -14,9 +14,8 @@
 
 use super::select::{cube_sum, emit_top, order_key, FORCED, SELECT_UNITS};
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::KernelError;
+use crate::{words, KernelError};
 use cubecl::prelude::*;
-use cubecl::server::Handle;
 
 /// Fewest key blocks a [`select`] kernel is compiled for (4 KiB of scores): rows up to 64K keys
 /// share one compiled kernel.
@@ -185,14 +184,13 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
     let pooled_q = client.empty(rows * p.head_dim * 4);
     let pooled_k = client.empty(p.batch * p.kv_heads * kb * p.head_dim * 4);
     let top_k_handle = client.create_from_slice(u32::as_bytes(top_k));
-    let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     unsafe {
         pool::launch_unchecked::<F, R>(
             client,
             CubeCount::Static(qb as u32, p.heads as u32, p.batch as u32),
             CubeDim::new_1d(p.head_dim as u32),
             q.into_tensor_arg(),
-            arr(&pooled_q, rows * p.head_dim),
+            words(&pooled_q, rows * p.head_dim)?,
             p.n_queries as u32,
             false,
         );
@@ -201,7 +199,7 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             CubeCount::Static(kb as u32, p.kv_heads as u32, p.batch as u32),
             CubeDim::new_1d(p.head_dim as u32),
             k.into_tensor_arg(),
-            arr(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim),
+            words(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim)?,
             p.n_keys as u32,
             true,
         );
@@ -209,12 +207,12 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             client,
             CubeCount::Static(qb as u32, p.heads as u32, p.batch as u32),
             CubeDim::new_1d(SELECT_UNITS as u32),
-            arr(&pooled_q, rows * p.head_dim),
-            arr(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim),
-            arr(&top_k_handle, top_k.len()),
-            arr(&index.block_count, rows),
-            arr(&index.block_offset, rows * index.max_blocks),
-            arr(&index.column_count, rows),
+            words(&pooled_q, rows * p.head_dim)?,
+            words(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim)?,
+            words(&top_k_handle, top_k.len())?,
+            words(&index.block_count, rows)?,
+            words(&index.block_offset, rows * index.max_blocks)?,
+            words(&index.column_count, rows)?,
             kb as u32,
             p.n_queries as u32,
             p.query_offset as u32,

@@ -17,7 +17,7 @@
 //! run on every CubeCL device (lavapipe included).
 
 use crate::sparse_flash::{Problem, MASKED};
-use crate::{limits, KernelError};
+use crate::{limits, words, KernelError};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -279,7 +279,6 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
     let (row_max, row_sum) = (empty(bh * last), empty(bh * last));
     let vertical = empty(bh * p.n_keys);
     let slash = empty(bh * p.diagonals());
-    let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let units = 128u32;
     let logit_len = bh * last * p.n_keys;
     unsafe {
@@ -293,7 +292,7 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
             CubeDim::new_1d(UNITS as u32),
             q.into_tensor_arg(),
             k.into_tensor_arg(),
-            arr(&logit_buffer, logit_len),
+            words(&logit_buffer, logit_len)?,
             p.n_queries as u32,
             p.n_keys as u32,
             last as u32,
@@ -305,9 +304,9 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
             client,
             CubeCount::Static(last as u32, bh as u32, 1),
             CubeDim::new_1d(UNITS as u32),
-            arr(&logit_buffer, logit_len),
-            arr(&row_max, bh * last),
-            arr(&row_sum, bh * last),
+            words(&logit_buffer, logit_len)?,
+            words(&row_max, bh * last)?,
+            words(&row_sum, bh * last)?,
             p.n_keys as u32,
             first_position,
         );
@@ -315,10 +314,10 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
             client,
             CubeCount::Static(p.n_keys.div_ceil(units as usize) as u32, bh as u32, 1),
             CubeDim::new_1d(units),
-            arr(&logit_buffer, logit_len),
-            arr(&row_max, bh * last),
-            arr(&row_sum, bh * last),
-            arr(&vertical, bh * p.n_keys),
+            words(&logit_buffer, logit_len)?,
+            words(&row_max, bh * last)?,
+            words(&row_sum, bh * last)?,
+            words(&vertical, bh * p.n_keys)?,
             p.n_keys as u32,
             first_position,
             last as u32,
@@ -327,10 +326,10 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
             client,
             CubeCount::Static(p.diagonals().div_ceil(units as usize) as u32, bh as u32, 1),
             CubeDim::new_1d(units),
-            arr(&logit_buffer, logit_len),
-            arr(&row_max, bh * last),
-            arr(&row_sum, bh * last),
-            arr(&slash, bh * p.diagonals()),
+            words(&logit_buffer, logit_len)?,
+            words(&row_max, bh * last)?,
+            words(&row_sum, bh * last)?,
+            words(&slash, bh * p.diagonals())?,
             p.n_keys as u32,
             p.diagonals() as u32,
             first_position,

@@ -6,7 +6,7 @@
 //! block sums its tiles in closed form and its gathered columns, and only those sums come back.
 
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::{limits, KernelError, BLOCK};
+use crate::{limits, words, KernelError, BLOCK};
 use cubecl::prelude::*;
 
 /// Causal pairs of the 64-key tile at `t` for the rows at positions `first..last`: row `p` sees
@@ -74,9 +74,6 @@ pub fn kept_pairs<R: Runtime>(
     limits::check_len("index rows", slots * index.max_blocks)?;
     let kept = client.empty(slots * 4);
     let units = 256u32;
-    let arr = |h: &cubecl::server::Handle, len: usize| unsafe {
-        ArrayArg::from_raw_parts(h.clone(), len.max(1))
-    };
     // SAFETY: every array is bound with its length; the kernel reads `block_offset` below each
     // block's count, which `max_blocks` bounds.
     unsafe {
@@ -84,10 +81,10 @@ pub fn kept_pairs<R: Runtime>(
             client,
             CubeCount::Static((slots as u32).div_ceil(units), 1, 1),
             CubeDim::new_1d(units),
-            arr(&index.block_count, slots),
-            arr(&index.block_offset, slots * index.max_blocks),
-            arr(&index.column_count, slots),
-            arr(&kept, slots),
+            words(&index.block_count, slots)?,
+            words(&index.block_offset, (slots * index.max_blocks).max(1))?,
+            words(&index.column_count, slots)?,
+            words(&kept, slots)?,
             p.n_queries as u32,
             p.n_keys as u32,
             p.query_offset as u32,

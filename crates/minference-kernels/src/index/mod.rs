@@ -15,9 +15,8 @@ pub use kept::kept_pairs;
 
 use crate::estimate::{block_sparse, select, vertical_slash};
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::{limits, KernelError};
+use crate::{limits, words, KernelError};
 use cubecl::prelude::*;
-use cubecl::server::Handle;
 
 /// What one query head attends to. Budgets are the ones to use: the caller clamps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +139,6 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
         max_blocks,
         max_columns,
     };
-    let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let upload = |data: &[u32]| client.create_from_slice(u32::as_bytes(data));
     let units = 64u32;
     let per_block = CubeCount::Static(
@@ -161,11 +159,11 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 client,
                 per_block.clone(),
                 CubeDim::new_1d(units),
-                arr(&band, 2 * p.heads),
-                arr(&index.block_count, rows),
-                arr(&index.block_offset, rows * max_blocks),
-                arr(&index.column_count, rows),
-                arr(&index.column_index, rows * max_columns),
+                words(&band, 2 * p.heads)?,
+                words(&index.block_count, rows)?,
+                words(&index.block_offset, rows * max_blocks)?,
+                words(&index.column_count, rows)?,
+                words(&index.column_index, rows * max_columns)?,
                 p.n_queries as u32,
                 p.n_keys as u32,
                 p.query_offset as u32,
@@ -190,11 +188,13 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
         unsafe {
             select::vertical_slash_keys::launch_unchecked::<R>(
                 client,
-                CubeCount::new_1d((bh * row).div_ceil(256) as u32),
+                // Spread over y and z past 65535 cubes along x (wgpu's per-dimension limit:
+                // 32 heads at 256K keys already need 65536).
+                cubecl::calculate_cube_count_elemwise(client, bh * row, CubeDim::new_1d(256)),
                 CubeDim::new_1d(256),
-                arr(&scores.vertical, bh * p.n_keys),
-                arr(&scores.slash, bh * p.diagonals()),
-                arr(&keys, bh * row),
+                words(&scores.vertical, bh * p.n_keys)?,
+                words(&scores.slash, bh * p.diagonals())?,
+                words(&keys, bh * row)?,
                 p.n_keys as u32,
                 p.diagonals() as u32,
                 forced.columns as u32,
@@ -204,9 +204,9 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 client,
                 CubeCount::Static(2, p.heads as u32, p.batch as u32),
                 CubeDim::new_1d(select::ROW_UNITS as u32),
-                arr(&keys, bh * row),
-                arr(&budgets, 2 * p.heads),
-                arr(&chosen, bh * 2 * width),
+                words(&keys, bh * row)?,
+                words(&budgets, 2 * p.heads)?,
+                words(&chosen, bh * 2 * width)?,
                 p.n_keys as u32,
                 p.diagonals() as u32,
                 width as u32,
@@ -215,12 +215,12 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 client,
                 per_block.clone(),
                 CubeDim::new_1d(units),
-                arr(&chosen, bh * 2 * width),
-                arr(&budgets, 2 * p.heads),
-                arr(&index.block_count, rows),
-                arr(&index.block_offset, rows * max_blocks),
-                arr(&index.column_count, rows),
-                arr(&index.column_index, rows * max_columns),
+                words(&chosen, bh * 2 * width)?,
+                words(&budgets, 2 * p.heads)?,
+                words(&index.block_count, rows)?,
+                words(&index.block_offset, rows * max_blocks)?,
+                words(&index.column_count, rows)?,
+                words(&index.column_index, rows * max_columns)?,
                 p.n_queries as u32,
                 p.query_offset as u32,
                 width as u32,

@@ -11,7 +11,7 @@ mod tensor_core;
 
 pub use loop_cap::loop_cap;
 
-use crate::{limits, KernelError, BLOCK};
+use crate::{limits, words, KernelError, BLOCK};
 use cubecl::features::MmaConfig;
 use cubecl::ir::{ElemType, FloatKind, StorageType};
 use cubecl::prelude::*;
@@ -278,21 +278,6 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
     } else {
         p.batch * p.heads * p.query_blocks()
     };
-    let arrays = [
-        (&index.block_count, slots),
-        (&index.block_offset, slots * index.max_blocks),
-        (&index.column_count, slots),
-        (&index.column_index, slots * index.max_columns),
-    ];
-    for (handle, len) in arrays {
-        if handle.size() < (len * 4) as u64 {
-            return Err(KernelError::Index(format!(
-                "an index array holds {} bytes, {} needed",
-                handle.size(),
-                len * 4
-            )));
-        }
-    }
     // Offsets are 32-bit: past them a launch would read another head's data.
     for (what, t) in [("q", &q), ("k", &k), ("v", &v), ("out", &out)] {
         limits::check_len(what, limits::span(&t.shape, &t.strides))?;
@@ -302,7 +287,6 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
         slots * index.max_blocks.max(index.max_columns),
     )?;
     let count = CubeCount::Static(p.query_blocks() as u32, p.heads as u32, p.batch as u32);
-    let arr = |h: &Handle, len: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), len) };
     let group = (p.heads / p.kv_heads) as u32;
     // The kernels take the same arguments; only the kernel, the grid and cube shapes, the
     // portable kernel's resumable-launch arguments and the trailing comptime parameters differ.
@@ -317,10 +301,10 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     k.clone().into_tensor_arg(),
                     v.clone().into_tensor_arg(),
                     out.clone().into_tensor_arg(),
-                    arr(&index.block_count, slots.max(1)),
-                    arr(&index.block_offset, (slots * index.max_blocks).max(1)),
-                    arr(&index.column_count, slots.max(1)),
-                    arr(&index.column_index, (slots * index.max_columns).max(1)),
+                    words(&index.block_count, slots.max(1))?,
+                    words(&index.block_offset, (slots * index.max_blocks).max(1))?,
+                    words(&index.column_count, slots.max(1))?,
+                    words(&index.column_index, (slots * index.max_columns).max(1))?,
                     p.n_queries as u32,
                     p.n_keys as u32,
                     p.query_offset as u32,
@@ -364,7 +348,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                     count.clone(),
                     CubeDim::new_1d(BLOCK as u32),
                     [
-                        arr(&state, state_len),
+                        words(&state, state_len)?,
                         begin as u32,
                         end as u32,
                         u32::from(finish)
