@@ -23,14 +23,19 @@ const MIN_CAPACITY: usize = 1024;
 
 /// Most key blocks [`select`] can hold on this device: the largest power of two whose scores
 /// (4 bytes each) fit the device's shared memory next to the selection's own scratch (four
-/// words a unit). H100/H200: 32768 blocks (2M keys); 32 KiB of shared memory: 4096 (256K).
+/// words a unit) and the pooled query (up to 256 floats). H100/H200: 32768 blocks (2M keys);
+/// 32 KiB of shared memory: 4096 (256K).
 pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
     blocks_in(client.properties().hardware.max_shared_memory_size)
 }
 
+/// Shared memory [`select`] uses besides its scores: four words a unit (its own count and
+/// [`emit_top`]'s) and the pooled query at the largest head dimension.
+const SCRATCH_BYTES: usize = 4 * SELECT_UNITS * 4 + 256 * 4;
+
 /// [`max_key_blocks`] for `shared` bytes of shared memory.
 fn blocks_in(shared: usize) -> usize {
-    let fit = shared.saturating_sub(4 * SELECT_UNITS * 4) / 4;
+    let fit = shared.saturating_sub(SCRATCH_BYTES) / 4;
     if fit == 0 {
         0
     } else {
@@ -119,7 +124,12 @@ pub fn select(
 
         let mut keys = SharedMemory::<u32>::new(capacity);
         let mut scratch = SharedMemory::<u32>::new(SELECT_UNITS);
-        let q_base = slot * head_dim;
+        // The pooled query, read by every unit for every key block: once into shared memory.
+        let mut q_shared = SharedMemory::<f32>::new(head_dim);
+        for c in range_stepped(tid, head_dim, SELECT_UNITS) {
+            q_shared[c] = pooled_q[slot * head_dim + c];
+        }
+        sync_cube();
         let mut forced_count = 0u32;
         for j in range_stepped(tid, visible, SELECT_UNITS) {
             let forced = (j >= first_diag && j <= last_diag) || j + 1 == first_diag || j == 0;
@@ -127,11 +137,14 @@ pub fn select(
             if forced {
                 forced_count += 1u32;
             } else {
-                // Keys pooled transposed: consecutive units read consecutive blocks.
+                // Keys pooled transposed: consecutive units read consecutive blocks. Unrolled so
+                // that the loads (L2 traffic: the whole row of pooled keys per cube) are in flight
+                // together; the sum keeps its order, so the scores stay bit-identical.
                 let k_base = kv * head_dim * key_blocks + j;
                 let mut dot = 0.0f32;
+                #[unroll]
                 for c in 0..head_dim {
-                    dot += pooled_q[q_base + c] * pooled_k[k_base + c * key_blocks];
+                    dot += q_shared[c] * pooled_k[k_base + c * key_blocks];
                 }
                 key = order_key(dot * scale);
             }
@@ -243,7 +256,7 @@ mod tests {
             assert!(capacity == MIN_CAPACITY || capacity < 2 * key_blocks);
         }
         // What select uses of shared memory at a capacity the device reports it can hold.
-        let used = |capacity: usize| capacity * 4 + 4 * SELECT_UNITS * 4;
+        let used = |capacity: usize| capacity * 4 + SCRATCH_BYTES;
         assert!(used(blocks_in(232_448)) <= 232_448);
         assert!(used(blocks_in(32 * 1024)) <= 32 * 1024);
     }

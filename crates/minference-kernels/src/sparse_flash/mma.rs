@@ -308,16 +308,10 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let items = tiles + columns.div_ceil(64usize);
     // The groups walk in step (they share the cube's barriers): every group takes as many
     // steps as the cube's longest row. Steps past a group's own items stage no keys, so they
-    // mask every score and add nothing.
+    // mask every score and add nothing. The counts are read after Q's barrier below.
     let mut counts = SharedMemory::<u32>::new(comptime!(groups));
     if plane == 0usize && lane == 0usize {
         counts[unit_group] = items as u32;
-    }
-    sync_cube();
-    let mut steps = 0usize;
-    #[unroll]
-    for gg in 0..comptime!(groups) {
-        steps = usize::max(steps, counts[gg] as usize);
     }
 
     // Q block → shared memory (the group's second K buffer; rows past n_queries are zeros) →
@@ -343,6 +337,11 @@ pub(super) fn sparse_flash_mma<F: Float>(
         false,
     );
     sync_cube();
+    let mut steps = 0usize;
+    #[unroll]
+    for gg in 0..comptime!(groups) {
+        steps = usize::max(steps, counts[gg] as usize);
+    }
     // ldmatrix.x4 of a 16×16 A tile: lane l gives row l%8 + 8·((l/8)%2), column half l/16.
     let a_row =
         q_at + (plane * 16usize + lane % 8usize + 8usize * ((lane / 8usize) % 2usize)) * slots;
