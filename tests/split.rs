@@ -150,7 +150,7 @@ fn passes_that_miss_heads_are_an_error() {
         panic!("half the layer is not the layer");
     };
     assert!(
-        err.to_string().contains("cover 8 of the layer's 16"),
+        err.to_string().contains("cover 2 of the layer's 4"),
         "{err}"
     );
 }

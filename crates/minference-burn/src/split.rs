@@ -76,13 +76,46 @@ pub fn slice_assign<B: Backend>(
     Ok(out.slice_assign([rows, heads], part))
 }
 
+/// Checks that `passes` cover each (batch row, KV head) of the layer exactly once.
+fn check_cover(passes: &[Pass], batch: usize, kv_heads: usize) -> Result<()> {
+    let mut seen = vec![false; batch * kv_heads];
+    for pass in passes {
+        let fits = !pass.batch.is_empty()
+            && !pass.kv_heads.is_empty()
+            && pass.batch.end <= batch
+            && pass.kv_heads.end <= kv_heads;
+        if !fits {
+            return Err(MinferenceError::Unsupported(format!(
+                "pass {pass:?} is empty or outside the layer's {batch} batch rows and {kv_heads} KV heads"
+            )));
+        }
+        for row in pass.batch.clone() {
+            for kv in pass.kv_heads.clone() {
+                if std::mem::replace(&mut seen[row * kv_heads + kv], true) {
+                    return Err(MinferenceError::Unsupported(format!(
+                        "passes cover batch row {row}, KV head {kv} twice"
+                    )));
+                }
+            }
+        }
+    }
+    let covered = seen.iter().filter(|&&s| s).count();
+    if covered != seen.len() {
+        return Err(MinferenceError::Unsupported(format!(
+            "passes cover {covered} of the layer's {} (batch row, KV head) pairs",
+            seen.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `run` on each pass's views of `q`/`k`/`v` with its heads' patterns, and places the
 /// passes' outputs into one `[batch, heads, n_queries, head_dim]` tensor:
 /// `place(layer output, pass output, [batch rows, query heads])` returns the layer output with
-/// the part written ([`slice_assign`] on any backend). The density is the
-/// layer's (each pass weighted by its heads: they share the geometry); `dense` holds when every
-/// pass ran densely (each pass decides for its own heads). One pass over the whole layer is
-/// `run` itself.
+/// the part written ([`slice_assign`] on any backend). The density is the layer's (each pass
+/// weighted by its heads: they share the geometry); `dense` holds when every pass ran densely
+/// (each pass decides for its own heads). One pass over the whole layer is `run` itself. Passes
+/// that do not cover each (batch row, KV head) exactly once are refused before any runs.
 pub fn in_passes<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -94,6 +127,13 @@ pub fn in_passes<B: Backend>(
 ) -> Result<Measured<B>> {
     let [batch, heads, _, _] = q.dims();
     let kv_heads = k.dims()[1];
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || patterns.len() != heads {
+        return Err(MinferenceError::Unsupported(format!(
+            "{heads} query heads with {} patterns over {kv_heads} KV heads cannot run in passes",
+            patterns.len()
+        )));
+    }
+    check_cover(passes, batch, kv_heads)?;
     let group = heads / kv_heads;
     if let [only] = passes {
         if only.batch == (0..batch) && only.kv_heads == (0..kv_heads) {
@@ -101,7 +141,7 @@ pub fn in_passes<B: Backend>(
         }
     }
     let mut out = Tensor::<B, 4>::empty(q.shape(), (&q.device(), q.dtype()));
-    let (mut weighted, mut dense, mut covered) = (0.0, true, 0);
+    let (mut weighted, mut dense) = (0.0, true);
     for pass in passes {
         let rows = pass.batch.clone();
         let kv = pass.kv_heads.clone();
@@ -115,18 +155,11 @@ pub fn in_passes<B: Backend>(
         let share = rows.len() * query_heads.len();
         weighted += part.density * share as f64;
         dense &= part.dense;
-        covered += share;
         out = place(out, part.out, [rows, query_heads])?;
-    }
-    if covered != batch * heads {
-        return Err(MinferenceError::Unsupported(format!(
-            "passes cover {covered} of the layer's {} (batch row, head) pairs",
-            batch * heads
-        )));
     }
     Ok(Measured {
         out,
-        density: weighted / covered as f64,
+        density: weighted / (batch * heads) as f64,
         dense,
     })
 }
@@ -186,6 +219,24 @@ mod tests {
         let passes = plan(&problem(1, 9, 3), at_most(3)).unwrap();
         let kv: Vec<_> = passes.iter().map(|p| p.kv_heads.clone()).collect();
         assert_eq!(kv, vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn a_pass_set_must_cover_the_layer_once() {
+        let pass = |rows: Range<usize>, kv: Range<usize>| Pass {
+            batch: rows,
+            kv_heads: kv,
+        };
+        assert!(check_cover(&[pass(0..2, 0..1), pass(0..2, 1..2)], 2, 2).is_ok());
+        for (passes, says) in [
+            (vec![pass(0..1, 0..2)], "cover 2 of the layer's 4"),
+            (vec![pass(0..2, 0..2), pass(1..2, 1..2)], "twice"),
+            (vec![pass(0..2, 0..3)], "outside"),
+            (vec![pass(0..2, 1..1)], "empty"),
+        ] {
+            let err = check_cover(&passes, 2, 2).unwrap_err().to_string();
+            assert!(err.contains(says), "{passes:?}: {err}");
+        }
     }
 
     #[test]
