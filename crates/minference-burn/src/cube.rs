@@ -153,8 +153,18 @@ fn problem_of<R: CubeRuntime>(
     geometry: &Geometry,
     scale: f64,
 ) -> Result<Problem> {
-    let [batch, heads, n_queries, head_dim] = q.meta.shape().dims();
-    let [_, kv_heads, n_keys, _] = k.meta.shape().dims::<4>();
+    problem_for(
+        q.meta.shape().dims(),
+        k.meta.shape().dims(),
+        geometry,
+        scale,
+    )
+}
+
+/// [`problem_of`] from the shapes of `q` and `k`.
+fn problem_for(q: [usize; 4], k: [usize; 4], geometry: &Geometry, scale: f64) -> Result<Problem> {
+    let [batch, heads, n_queries, head_dim] = q;
+    let [_, kv_heads, n_keys, _] = k;
     if n_queries != geometry.n_queries || n_keys != geometry.n_keys {
         return Err(MinferenceError::Shape {
             what: "q/k",
@@ -239,17 +249,7 @@ fn layer_passes(
     geometry: &Geometry,
     indexed: bool,
 ) -> Result<Vec<Pass>> {
-    let [batch, heads, n_queries, head_dim] = q;
-    let problem = Problem {
-        batch,
-        heads,
-        kv_heads: k[1],
-        n_queries,
-        n_keys: k[2],
-        query_offset: geometry.query_offset,
-        head_dim,
-        scale: 1.0,
-    };
+    let problem = problem_for(q, k, geometry, 1.0)?;
     let plans = head_plans(patterns, geometry);
     let widths = if indexed {
         index_kernels::widths(&plans, &problem)
