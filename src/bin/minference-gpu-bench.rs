@@ -7,14 +7,16 @@
 //!    Block-Sparse top-100 and Vertical-Slash (1000, 6096), with TFLOP/s on computed tiles.
 //!
 //! ```text
-//! minference-gpu-bench [--sizes 16384,32768|none] [--skip-checks|--index-checks-only]
+//! minference-gpu-bench [--sizes 16384,32768|none]
+//!                      [--skip-checks|--index-checks-only|--mma-checks-only]
 //!                      [--json FILE]
 //!                      [--llama 32768,131072] [--dump-inputs DIR]
 //!                      [--inputs structured,powerlaw,random] [--patterns free,dense,bs,vs]
 //!                      [--large-check]
 //! ```
 //!
-//! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones.
+//! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones;
+//! `--mma-checks-only` only the register kernel's checks (indexed and index-free).
 //! `--patterns` picks the sweep's rows: `free` our index-free dense kernel, `dense` the indexed
 //! kernel on a dense index, `bs` Block-Sparse top-100, `vs` Vertical-Slash (1000, 6096).
 //! `--large-check` runs a layer past the kernels' 32-bit offsets (64/8 heads, 768K tokens) in
@@ -222,7 +224,8 @@ fn check_case<F: burn_cubecl::FloatElement + Element>(
     rows.push(line);
 }
 
-fn checks(device: &Device) -> (Vec<String>, bool) {
+/// The kernel checks; `mma_only` keeps those of the register kernel (indexed and index-free).
+fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
     let mut rows = Vec::new();
     let mut ok = true;
     let grid: &[Case] = &[
@@ -268,21 +271,23 @@ fn checks(device: &Device) -> (Vec<String>, bool) {
                     "struct"
                 }
             );
-            check_case::<f32>(
-                device,
-                &spec,
-                &patterns,
-                Some(Path::Portable),
-                &format!("f32  portable {shape}"),
-                &mut rows,
-                &mut ok,
-            );
+            if !mma_only {
+                check_case::<f32>(
+                    device,
+                    &spec,
+                    &patterns,
+                    Some(Path::Portable),
+                    &format!("f32  portable {shape}"),
+                    &mut rows,
+                    &mut ok,
+                );
+            }
             for (name, path) in [
                 ("portable", Path::Portable),
                 ("tensor-core", Path::TensorCore),
                 ("mma", Path::Mma),
             ] {
-                if path != Path::Portable && d % 16 != 0 {
+                if (path != Path::Portable && d % 16 != 0) || (mma_only && path != Path::Mma) {
                     continue;
                 }
                 check_case::<half::bf16>(
@@ -955,7 +960,12 @@ fn main() {
     );
     let mut ok = true;
     let mut check_rows = Vec::new();
-    if args.iter().any(|a| a == "--index-checks-only") {
+    if args.iter().any(|a| a == "--mma-checks-only") {
+        let (rows, pass) = checks(&device, true);
+        ok = pass;
+        check_rows = rows;
+        println!("mma checks: {}", if ok { "all passed" } else { "FAILURES" });
+    } else if args.iter().any(|a| a == "--index-checks-only") {
         // The device estimation and index against the host's, without the kernel checks.
         let (rows, scores_ok) = score_checks(&device);
         ok = scores_ok;
@@ -965,7 +975,7 @@ fn main() {
             if ok { "all passed" } else { "FAILURES" }
         );
     } else if !args.iter().any(|a| a == "--skip-checks") {
-        let (mut rows, pass) = checks(&device);
+        let (mut rows, pass) = checks(&device, false);
         let (line, fused_ok) = fused_check(&device);
         println!("{line}");
         rows.push(line);
