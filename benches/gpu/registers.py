@@ -5,11 +5,13 @@ CubeCL compiles kernels at run time through NVRTC and reports nothing about regi
 kernel that spills (local memory) can run at half its speed with no other sign. Run the bench
 with `CUBECL_DEBUG_LOG=/tmp/cubecl.log` (CubeCL then logs every kernel's C++ source), then:
 
-    python3 benches/gpu/registers.py /tmp/cubecl.log [NAME_SUBSTRING] [--keep DIR]
+    python3 benches/gpu/registers.py /tmp/cubecl.log [NAME_SUBSTRING] [--keep DIR] [--sass]
 
 Each logged kernel whose name contains NAME_SUBSTRING (default `sparse_flash`) is compiled
 again with `nvcc` for the same target NVRTC used (sm_90a on Hopper) and `ptxas -v`'s lines
-are printed: registers a unit, spill stores/loads, stack frame, shared memory.
+are printed: registers a unit, spill stores/loads, stack frame, shared memory. `--sass` also
+disassembles each kernel (`cuobjdump -sass`, kept beside its source as `.sass`) and prints its
+instruction count by opcode: where a kernel's issue slots go besides its tensor-core products.
 """
 
 import os
@@ -17,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 
 
 def kernels(log: str):
@@ -27,6 +30,17 @@ def kernels(log: str):
         source = re.search(r"```cpp\n(.*?)\n```", block, re.S)
         if source:
             yield (name.group(1) if name else "?"), source.group(1)
+
+
+def opcode_summary(sass: str) -> str:
+    """`total N: OP count, ...` over the instructions of a `cuobjdump -sass` listing."""
+    ops = Counter()
+    for line in sass.splitlines():
+        m = re.match(r"\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
+        if m:
+            ops[m.group(1).split(".")[0]] += 1
+    top = ", ".join(f"{op} {n}" for op, n in ops.most_common(24))
+    return f"total {sum(ops.values())}: {top}"
 
 
 def main() -> int:
@@ -67,6 +81,13 @@ def main() -> int:
             if "registers" in line or "spill" in line or "error" in line
         ]
         print(f"{name[:160]}\n  " + "\n  ".join(report or ["(no ptxas report)"]))
+        if "--sass" in sys.argv and done.returncode == 0:
+            sass = subprocess.run(
+                ["cuobjdump", "-sass", path + ".cubin"], capture_output=True, text=True
+            ).stdout
+            with open(path + ".sass", "w", encoding="utf-8") as f:
+                f.write(sass)
+            print("  " + opcode_summary(sass))
     return 0
 
 

@@ -64,11 +64,17 @@ fn item_key(
 /// padded row-major tile at `tile[at..]`, 16 bytes per copy; missing rows become zeros. With
 /// `asynchronous` the copies are `cp.async` issued without waiting: the caller commits them to
 /// a barrier and waits on it before reading the tile.
+///
+/// `base` and `row` (the head's start and the row stride) are in 16-byte words, read from the
+/// tensor's metadata once by the caller: each `cp.async` is a volatile asm statement with a
+/// memory clobber, after which NVCC reloads anything read from memory, so a stride read here
+/// was a global load (and a division) per copy.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage_rows<F: Float>(
     x: &Tensor<Wide<F>>,
     base: usize,
+    row: usize,
     tile: &mut SharedMemory<Wide<F>>,
     at: usize,
     item: usize,
@@ -86,42 +92,83 @@ fn stage_rows<F: Float>(
     let slots = comptime!(head_dim / 8usize + 1usize);
     // `8·head_dim` copies over the group's 128 units: a fixed, unrolled count. Bounded at run
     // time from the unit index, the loop measured 15 % slower in the index-free kernel
-    // (H200: 160 against 188 TFLOP/s at 128K).
-    #[unroll]
-    for i in 0..comptime!(head_dim / 16usize) {
-        let u = tid + i * 128usize;
-        let r = u / chunks;
-        let c8 = u % chunks;
-        let key = item_key(
-            item,
-            r,
-            tiles,
-            tile_start,
-            columns,
-            column_index,
-            column_base,
-            n_keys,
-        );
-        let to = at + r * slots + c8;
-        if comptime!(asynchronous) {
-            let mut from = 0usize;
-            let mut len = 0usize;
-            if key < n_keys {
-                from = (base + key * x.stride(2usize)) / 8usize + c8;
-                len = 1usize;
-            }
-            copy_async_checked(
-                &x.slice(from, from + len),
-                &mut tile.slice_mut(to, to + 1usize),
-                8u32,
+    // (H200: 160 against 188 TFLOP/s at 128K). A tile's rows are consecutive keys; a chunk of
+    // gathered columns looks each key up. The two loops keep that choice out of every copy.
+    if item < tiles {
+        #[unroll]
+        for i in 0..comptime!(head_dim / 16usize) {
+            let u = tid + i * 128usize;
+            let r = u / chunks;
+            let c8 = u % chunks;
+            copy_row::<F>(
+                x,
+                base + c8,
+                row,
+                tile_start + r,
+                n_keys,
+                tile,
+                at + r * slots + c8,
+                asynchronous,
             );
-        } else {
-            let mut w = Wide::<F>::empty().fill(F::from_int(0));
-            if key < n_keys {
-                w = x[(base + key * x.stride(2usize)) / 8usize + c8];
-            }
-            tile[to] = w;
         }
+    } else {
+        let first = (item - tiles) * 64usize;
+        #[unroll]
+        for i in 0..comptime!(head_dim / 16usize) {
+            let u = tid + i * 128usize;
+            let r = u / chunks;
+            let c8 = u % chunks;
+            let mut key = n_keys;
+            if first + r < columns {
+                key = column_index[column_base + first + r] as usize;
+            }
+            copy_row::<F>(
+                x,
+                base + c8,
+                row,
+                key,
+                n_keys,
+                tile,
+                at + r * slots + c8,
+                asynchronous,
+            );
+        }
+    }
+}
+
+/// One 16-byte copy: word `from + key·row` of `x` into `tile[to]`, zeros where `key` is past
+/// the keys' end (`cp.async` with a source size of zero, or a plain store).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn copy_row<F: Float>(
+    x: &Tensor<Wide<F>>,
+    from: usize,
+    row: usize,
+    key: usize,
+    n_keys: usize,
+    tile: &mut SharedMemory<Wide<F>>,
+    to: usize,
+    #[comptime] asynchronous: bool,
+) {
+    let present = key < n_keys;
+    if comptime!(asynchronous) {
+        let mut at = 0usize;
+        let mut len = 0usize;
+        if present {
+            at = from + key * row;
+            len = 1usize;
+        }
+        copy_async_checked(
+            &x.slice(at, at + len),
+            &mut tile.slice_mut(to, to + 1usize),
+            8u32,
+        );
+    } else {
+        let mut w = Wide::<F>::empty().fill(F::from_int(0));
+        if present {
+            w = x[from + key * row];
+        }
+        tile[to] = w;
     }
 }
 
@@ -134,6 +181,8 @@ fn stage_item<F: Float>(
     v: &Tensor<Wide<F>>,
     k_base: usize,
     v_base: usize,
+    k_row: usize,
+    v_row: usize,
     ks: &mut SharedMemory<Wide<F>>,
     vs: &mut SharedMemory<Wide<F>>,
     at: usize,
@@ -165,6 +214,7 @@ fn stage_item<F: Float>(
     stage_rows::<F>(
         k,
         k_base,
+        k_row,
         ks,
         at,
         item,
@@ -180,6 +230,7 @@ fn stage_item<F: Float>(
     stage_rows::<F>(
         v,
         v_base,
+        v_row,
         vs,
         at,
         item,
@@ -269,9 +320,13 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let heads = CUBE_COUNT_Y as usize;
     let kv_head = h / group as usize;
     let slot = (b * heads + h) * q_blocks + m;
-    let q_base = b * q.stride(0usize) + h * q.stride(1usize);
-    let k_base = b * k.stride(0usize) + kv_head * k.stride(1usize);
-    let v_base = b * v.stride(0usize) + kv_head * v.stride(1usize);
+    // Heads' starts and row strides in 16-byte words (the launcher checked the alignment).
+    let q_base = (b * q.stride(0usize) + h * q.stride(1usize)) / 8usize;
+    let k_base = (b * k.stride(0usize) + kv_head * k.stride(1usize)) / 8usize;
+    let v_base = (b * v.stride(0usize) + kv_head * v.stride(1usize)) / 8usize;
+    let q_row = q.stride(2usize) / 8usize;
+    let k_row = k.stride(2usize) / 8usize;
+    let v_row = v.stride(2usize) / 8usize;
     let slots = comptime!(head_dim / 8usize + 1usize);
     let k_chunks = comptime!(head_dim / 16usize);
     let def = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
@@ -323,7 +378,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
     }
     stage_rows::<F>(
         q,
-        q_base + m * 64usize * q.stride(2usize),
+        q_base + m * 64usize * q_row,
+        q_row,
         &mut ks,
         q_at,
         0usize,
@@ -366,7 +422,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
     for i in 0..comptime!(head_dim / 4usize) {
         o[i] = Vector::<f32, Const<2>>::empty().fill(0.0f32);
     }
-    // Running max (scaled scores) and this lane's share of the running sum, rows g and g + 8.
+    // Running max (raw logits: the launcher checked that the scale is positive) and this lane's
+    // share of the running sum, rows g and g + 8.
     let mut row_max = Array::<f32>::new(2usize);
     let mut row_sum = Array::<f32>::new(2usize);
     #[unroll]
@@ -388,6 +445,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
             v,
             k_base,
             v_base,
+            k_row,
+            v_row,
             &mut ks,
             &mut vs,
             tiles_at,
@@ -419,6 +478,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 v,
                 k_base,
                 v_base,
+                k_row,
+                v_row,
                 &mut ks,
                 &mut vs,
                 tiles_at + other * tile_len,
@@ -497,13 +558,15 @@ pub(super) fn sparse_flash_mma<F: Float>(
         #[unroll]
         for u in 0..2usize {
             let position = first_position + g + 8usize * u;
+            // The max runs over the raw logits (the scale is positive), so that each
+            // exponential takes one multiply-add, `logit·scale − max·scale`.
             let mut tile_max = MASKED.runtime();
             #[unroll]
             for j in 0..8usize {
                 let mut x = s[2usize * j + u];
                 #[unroll]
                 for e in 0..2usize {
-                    let mut val = x[e] * scale;
+                    let mut val = x[e];
                     if needs_mask {
                         let key = keys[key_at + 8usize * j + 2usize * t + e] as usize;
                         if key >= n_keys || key > position {
@@ -518,8 +581,9 @@ pub(super) fn sparse_flash_mma<F: Float>(
             tile_max = f32::max(tile_max, plane_shuffle_xor(tile_max, 1u32));
             tile_max = f32::max(tile_max, plane_shuffle_xor(tile_max, 2u32));
             let new_max = f32::max(row_max[u], tile_max);
-            correction[u] = f32::exp(row_max[u] - new_max);
+            correction[u] = f32::exp((row_max[u] - new_max) * scale);
             row_max[u] = new_max;
+            let shift = new_max * scale;
             let mut sum = 0.0f32;
             #[unroll]
             for j in 0..8usize {
@@ -528,7 +592,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 for e in 0..2usize {
                     let mut p = 0.0f32;
                     if x[e] > MASKED {
-                        p = f32::exp(x[e] - new_max);
+                        p = f32::exp(x[e] * scale - shift);
                     }
                     x[e] = p;
                     sum += p;
@@ -537,14 +601,18 @@ pub(super) fn sparse_flash_mma<F: Float>(
             }
             row_sum[u] = row_sum[u] * correction[u] + sum;
         }
-        #[unroll]
-        for jd in 0..comptime!(head_dim / 8usize) {
+        // Once a row's max has settled, most items leave every max of the plane unchanged:
+        // the output's rescale (64 multiplies a unit at d = 128) is then skipped.
+        if plane_any(correction[0usize] != 1.0f32 || correction[1usize] != 1.0f32) {
             #[unroll]
-            for u in 0..2usize {
-                let mut x = o[2usize * jd + u];
-                x[0usize] *= correction[u];
-                x[1usize] *= correction[u];
-                o[2usize * jd + u] = x;
+            for jd in 0..comptime!(head_dim / 8usize) {
+                #[unroll]
+                for u in 0..2usize {
+                    let mut x = o[2usize * jd + u];
+                    x[0usize] *= correction[u];
+                    x[1usize] *= correction[u];
+                    o[2usize * jd + u] = x;
+                }
             }
         }
 
@@ -558,11 +626,11 @@ pub(super) fn sparse_flash_mma<F: Float>(
             for vv in 0..4usize {
                 a[vv] = Pair::<F>::cast_from(s[2usize * (2usize * kk + vv / 2usize) + vv % 2usize]);
             }
-            let v_row =
+            let v_frag_row =
                 k_at + (16usize * kk + 8usize * ((lane / 8usize) % 2usize) + lane % 8usize) * slots;
             #[unroll]
             for jp in 0..comptime!(head_dim / 16usize) {
-                let at = v_row + 2usize * jp + lane / 16usize;
+                let at = v_frag_row + 2usize * jp + lane / 16usize;
                 let bv = def.load_matrix::<Wide<F>, Const<2>>(
                     &vs.slice(at, at + 1usize),
                     MatrixIdent::B,

@@ -60,10 +60,13 @@ impl Problem {
     }
 
     /// What every launcher checks before launching: a head dimension the kernels take, whole
-    /// query groups, queries that fit before the keys' end.
+    /// query groups, queries that fit before the keys' end, a positive finite scale.
     pub fn check(&self) -> Result<(), KernelError> {
         if self.head_dim == 0 || self.head_dim > 256 {
             return Err(KernelError::HeadDim(self.head_dim));
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(KernelError::Scale(self.scale.to_string()));
         }
         if self.n_queries == 0
             || self.kv_heads == 0
@@ -397,4 +400,33 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(scale: f32) -> Problem {
+        Problem {
+            batch: 1,
+            heads: 4,
+            kv_heads: 2,
+            n_queries: 100,
+            n_keys: 100,
+            query_offset: 0,
+            head_dim: 64,
+            scale,
+        }
+    }
+
+    #[test]
+    fn check_refuses_a_scale_that_is_not_positive_and_finite() {
+        assert!(problem(0.125).check().is_ok());
+        for bad in [0.0, -0.125, f32::NAN, f32::INFINITY] {
+            match problem(bad).check() {
+                Err(KernelError::Scale(s)) => assert_eq!(s, bad.to_string()),
+                other => panic!("scale {bad}: expected a scale error, got {other:?}"),
+            }
+        }
+    }
 }
