@@ -442,20 +442,24 @@ pub fn bad_input_is_refused<B: Backend + minference::SparseAttentionBackend>(dev
             heads: 4
         }
     ));
-    let bad_scale = AttentionOptions {
-        query_offset: None,
-        scale: Some(f64::NAN),
-    };
-    assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 10, 8]),
-            &four,
-            &bad_scale
-        ),
-        MinferenceError::InvalidPattern { .. }
-    ));
+    // A scale that is not a number, and one so small that a masked score would no longer
+    // vanish once scaled (the kernels' mask relies on it).
+    for scale in [f64::NAN, 1.0e-30] {
+        let bad_scale = AttentionOptions {
+            query_offset: None,
+            scale: Some(scale),
+        };
+        assert!(matches!(
+            run(
+                t([1, 4, 10, 8]),
+                t([1, 2, 10, 8]),
+                t([1, 2, 10, 8]),
+                &four,
+                &bad_scale
+            ),
+            MinferenceError::InvalidPattern { .. }
+        ));
+    }
 }
 
 macro_rules! suite {

@@ -270,10 +270,13 @@ pub fn check_inputs<B: Backend>(
         });
     }
     if let Some(scale) = options.scale {
-        if !scale.is_finite() || scale <= 0.0 {
+        let range = minference_kernels::sparse_flash::SCALE_RANGE;
+        if !(f64::from(*range.start())..=f64::from(*range.end())).contains(&scale) {
             return Err(MinferenceError::InvalidPattern {
                 pattern: "attention",
-                reason: format!("softmax scale must be positive and finite, found {scale}"),
+                reason: format!(
+                    "softmax scale must be a number in [1e-20, 1e6] (attention uses 1/sqrt(head_dim)), found {scale}"
+                ),
             });
         }
     }

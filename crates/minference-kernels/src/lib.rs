@@ -56,9 +56,10 @@ pub enum KernelError {
     /// Causal dense attention without an index was asked of a path or a layout that needs one.
     #[error("index-free causal attention needs the mma path and inputs with a contiguous head dimension")]
     NoCausalDense,
-    /// The softmax scale is not a positive, finite number (the register kernel takes each
-    /// row's max over the unscaled logits, which only a positive scale leaves in place).
-    #[error("softmax scale must be positive and finite, found {0}")]
+    /// The softmax scale is outside [`sparse_flash::SCALE_RANGE`]: the register kernel takes
+    /// each row's max over the unscaled logits, which only a positive scale leaves in place,
+    /// and relies on a masked score staying far below every real one once scaled.
+    #[error("softmax scale must be a number in [1e-20, 1e6] (attention uses 1/sqrt(head_dim)), found {0}")]
     Scale(String),
     /// Index arrays and problem disagree.
     #[error("index does not match the problem: {0}")]

@@ -19,9 +19,10 @@
 //!
 //! A cube holds one to three groups ([`MAX_GROUPS`]) on neighbouring query blocks, in step.
 //! Three exist to cap registers: CUDA sizes them by `__launch_bounds__`, which CubeCL writes as
-//! the cube's unit count alone, so a 128-unit cube may take up to 255 a unit. The index-free
-//! kernel compiles to 168 by itself (three cubes an SM); the indexed one took ~172, leaving two
-//! an SM, and a 384-unit cube holds it to 168 so that three query blocks are resident at once.
+//! the cube's unit count alone, so a 128-unit cube may take up to 255 a unit. The indexed kernel
+//! took ~172 by itself, leaving two cubes an SM, and a 384-unit cube holds it to 168 so that
+//! three query blocks are resident at once. The index-free kernel (179, two cubes an SM) runs
+//! alone in its cube (see `mma_groups`).
 
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
@@ -34,28 +35,18 @@ type Wide<F> = Vector<F, Const<8>>;
 /// Two input elements: one 32-bit register of an MMA fragment.
 type Pair<F> = Vector<F, Const<2>>;
 
-/// The key a row of the current item reads: the tile's `start + r`, or the `r`-th gathered
-/// column of the chunk; `n_keys` (no key) past the index's end.
+/// The key of gathered column `c` of a row's column list (`n_keys`, no key, past its end).
 #[cube]
-#[allow(clippy::too_many_arguments)]
-fn item_key(
-    item: usize,
-    r: usize,
-    tiles: usize,
-    tile_start: usize,
+fn column_key(
+    c: usize,
     columns: usize,
     column_index: &Array<u32>,
     column_base: usize,
     n_keys: usize,
 ) -> usize {
     let mut key = n_keys;
-    if item < tiles {
-        key = tile_start + r;
-    } else {
-        let c = (item - tiles) * 64usize + r;
-        if c < columns {
-            key = column_index[column_base + c] as usize;
-        }
+    if c < columns {
+        key = column_index[column_base + c] as usize;
     }
     key
 }
@@ -88,7 +79,6 @@ fn stage_rows<F: Float>(
     #[comptime] asynchronous: bool,
 ) {
     let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
-    let chunks = comptime!(head_dim / 8usize);
     let slots = comptime!(head_dim / 8usize + 1usize);
     // `8·head_dim` copies over the group's 128 units: a fixed, unrolled count. Bounded at run
     // time from the unit index, the loop measured 15 % slower in the index-free kernel
@@ -97,9 +87,8 @@ fn stage_rows<F: Float>(
     if item < tiles {
         #[unroll]
         for i in 0..comptime!(head_dim / 16usize) {
-            let u = tid + i * 128usize;
-            let r = u / chunks;
-            let c8 = u % chunks;
+            let r = pass_row(tid, i, head_dim);
+            let c8 = pass_column(tid, i, head_dim);
             copy_row::<F>(
                 x,
                 base + c8,
@@ -112,16 +101,14 @@ fn stage_rows<F: Float>(
             );
         }
     } else {
-        let first = (item - tiles) * 64usize;
+        // (`min`: Q's staging passes constants, item 0 of 1 tile, that this branch never takes
+        // but CubeCL folds.)
+        let first = (item - usize::min(item, tiles)) * 64usize;
         #[unroll]
         for i in 0..comptime!(head_dim / 16usize) {
-            let u = tid + i * 128usize;
-            let r = u / chunks;
-            let c8 = u % chunks;
-            let mut key = n_keys;
-            if first + r < columns {
-                key = column_index[column_base + first + r] as usize;
-            }
+            let r = pass_row(tid, i, head_dim);
+            let c8 = pass_column(tid, i, head_dim);
+            let key = column_key(first + r, columns, column_index, column_base, n_keys);
             copy_row::<F>(
                 x,
                 base + c8,
@@ -134,6 +121,33 @@ fn stage_rows<F: Float>(
             );
         }
     }
+}
+
+/// The row unit `tid` copies in pass `i` of [`stage_rows`] (128 copies of 16 bytes a pass).
+///
+/// Where a pass covers whole rows (d = 16, 32, 64, 128) a unit keeps its 16-byte column and
+/// steps down `128 / chunks` rows a pass: written so, the division by `chunks` is the same in
+/// every pass and done once, where NVCC cannot see that `(tid + 128·i) / chunks` is
+/// `tid / chunks + 128·i / chunks` (a wrapping `u32` sum) and divides per copy.
+#[cube]
+fn pass_row(tid: usize, i: usize, #[comptime] head_dim: usize) -> usize {
+    let chunks = comptime!(head_dim / 8usize);
+    let mut r = tid / chunks + i * comptime!(128usize / chunks);
+    if comptime!(!128usize.is_multiple_of(chunks)) {
+        r = (tid + i * 128usize) / chunks;
+    }
+    r
+}
+
+/// The 16-byte column unit `tid` copies in pass `i` of [`stage_rows`] (see [`pass_row`]).
+#[cube]
+fn pass_column(tid: usize, i: usize, #[comptime] head_dim: usize) -> usize {
+    let chunks = comptime!(head_dim / 8usize);
+    let mut c8 = tid % chunks;
+    if comptime!(!128usize.is_multiple_of(chunks)) {
+        c8 = (tid + i * 128usize) % chunks;
+    }
+    c8
 }
 
 /// One 16-byte copy: word `from + key·row` of `x` into `tile[to]`, zeros where `key` is past
@@ -172,8 +186,9 @@ fn copy_row<F: Float>(
     }
 }
 
-/// Stages item `item` (tile start `start`): the key position of each of its rows into
-/// `keys[key_at..]` (for the mask), its K and V rows into the tiles at `at`.
+/// Stages item `item` (tile start `start`): its K and V rows into the tiles at `at` and, for
+/// a chunk of gathered columns, the key position of each row into `keys[key_at..]` (for the
+/// mask).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage_item<F: Float>(
@@ -198,18 +213,12 @@ fn stage_item<F: Float>(
     #[comptime] head_dim: usize,
     #[comptime] asynchronous: bool,
 ) {
+    // Only gathered columns need their key positions in shared memory: a tile's are its start
+    // plus the column, which the mask computes.
     let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
-    if tid < 64usize {
-        keys[key_at + tid] = item_key(
-            item,
-            tid,
-            tiles,
-            start,
-            columns,
-            column_index,
-            column_base,
-            n_keys,
-        ) as u32;
+    if item >= tiles && tid < 64usize {
+        let c = (item - tiles) * 64usize + tid;
+        keys[key_at + tid] = column_key(c, columns, column_index, column_base, n_keys) as u32;
     }
     stage_rows::<F>(
         k,
@@ -551,49 +560,77 @@ pub(super) fn sparse_flash_mma<F: Float>(
             s[2usize * j + 1usize] = acc[1usize];
         }
 
-        // Mask (only where the item can reach past a row's position or the keys' end).
+        // Mask, only where the item can reach past a row's position or the keys' end, in a
+        // pass of its own, so that the items that need none (most) branch past it rather than
+        // issue it predicated off. A tile's key is its start plus the column, compared to the
+        // row's bound; a gathered column's key was staged in shared memory.
         let needs_mask =
             item >= tiles || tile_start + 63usize > first_position || tile_start + 64usize > n_keys;
+        if needs_mask {
+            #[unroll]
+            for u in 0..2usize {
+                let position = first_position + g + 8usize * u;
+                if item < tiles {
+                    // Keys below `min(position + 1, n_keys)` are visible: columns below `bound`.
+                    let bound = i32::cast_from(usize::min(position + 1usize, n_keys))
+                        - i32::cast_from(tile_start);
+                    #[unroll]
+                    for j in 0..8usize {
+                        let mut x = s[2usize * j + u];
+                        #[unroll]
+                        for e in 0..2usize {
+                            if i32::cast_from(8usize * j + 2usize * t + e) >= bound {
+                                x[e] = MASKED;
+                            }
+                        }
+                        s[2usize * j + u] = x;
+                    }
+                } else {
+                    #[unroll]
+                    for j in 0..8usize {
+                        let mut x = s[2usize * j + u];
+                        #[unroll]
+                        for e in 0..2usize {
+                            let key = keys[key_at + 8usize * j + 2usize * t + e] as usize;
+                            if key >= n_keys || key > position {
+                                x[e] = MASKED;
+                            }
+                        }
+                        s[2usize * j + u] = x;
+                    }
+                }
+            }
+        }
         let mut correction = Array::<f32>::new(2usize);
         #[unroll]
         for u in 0..2usize {
-            let position = first_position + g + 8usize * u;
             // The max runs over the raw logits (the scale is positive), so that each
             // exponential takes one multiply-add, `logit·scale − max·scale`.
             let mut tile_max = MASKED.runtime();
             #[unroll]
             for j in 0..8usize {
-                let mut x = s[2usize * j + u];
-                #[unroll]
-                for e in 0..2usize {
-                    let mut val = x[e];
-                    if needs_mask {
-                        let key = keys[key_at + 8usize * j + 2usize * t + e] as usize;
-                        if key >= n_keys || key > position {
-                            val = MASKED;
-                        }
-                    }
-                    x[e] = val;
-                    tile_max = f32::max(tile_max, val);
-                }
-                s[2usize * j + u] = x;
+                let x = s[2usize * j + u];
+                tile_max = f32::max(tile_max, f32::max(x[0usize], x[1usize]));
             }
             tile_max = f32::max(tile_max, plane_shuffle_xor(tile_max, 1u32));
             tile_max = f32::max(tile_max, plane_shuffle_xor(tile_max, 2u32));
             let new_max = f32::max(row_max[u], tile_max);
             correction[u] = f32::exp((row_max[u] - new_max) * scale);
             row_max[u] = new_max;
-            let shift = new_max * scale;
+            // A masked score, `MASKED·scale`, is below −10¹⁰ for every scale the launcher
+            // takes, so its exponential is 0 with no test per score; only a row that has seen
+            // no key yet (its max still `MASKED`) needs a shift that keeps it there.
+            let mut shift = new_max * scale;
+            if new_max == MASKED {
+                shift = -MASKED;
+            }
             let mut sum = 0.0f32;
             #[unroll]
             for j in 0..8usize {
                 let mut x = s[2usize * j + u];
                 #[unroll]
                 for e in 0..2usize {
-                    let mut p = 0.0f32;
-                    if x[e] > MASKED {
-                        p = f32::exp(x[e] * scale - shift);
-                    }
+                    let p = f32::exp(x[e] * scale - shift);
                     x[e] = p;
                     sum += p;
                 }

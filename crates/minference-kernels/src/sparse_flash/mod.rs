@@ -22,6 +22,12 @@ use cubecl::server::Handle;
 /// `m` attention can produce.
 pub(crate) const MASKED: f32 = -1.0e30;
 
+/// The softmax scales the kernels take. The register kernel leaves a masked score at `MASKED`
+/// and lets `exp(MASKED·scale − max·scale)` vanish by itself, with no test per score: that
+/// needs `MASKED·scale` finite and far below any real scaled score (≤ −10¹⁰ here). Attention
+/// scales are `1/√d` (0.06–0.25) or close to it.
+pub const SCALE_RANGE: std::ops::RangeInclusive<f32> = 1.0e-20..=1.0e6;
+
 /// Sizes of one attention call (and of the index estimates made for it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Problem {
@@ -60,12 +66,12 @@ impl Problem {
     }
 
     /// What every launcher checks before launching: a head dimension the kernels take, whole
-    /// query groups, queries that fit before the keys' end, a positive finite scale.
+    /// query groups, queries that fit before the keys' end, a scale in [`SCALE_RANGE`].
     pub fn check(&self) -> Result<(), KernelError> {
         if self.head_dim == 0 || self.head_dim > 256 {
             return Err(KernelError::HeadDim(self.head_dim));
         }
-        if !(self.scale.is_finite() && self.scale > 0.0) {
+        if !SCALE_RANGE.contains(&self.scale) {
             return Err(KernelError::Scale(self.scale.to_string()));
         }
         if self.n_queries == 0
@@ -420,9 +426,11 @@ mod tests {
     }
 
     #[test]
-    fn check_refuses_a_scale_that_is_not_positive_and_finite() {
-        assert!(problem(0.125).check().is_ok());
-        for bad in [0.0, -0.125, f32::NAN, f32::INFINITY] {
+    fn check_refuses_a_scale_outside_its_range() {
+        for good in [0.125, 1.0e-20, 1.0e6] {
+            assert!(problem(good).check().is_ok(), "scale {good}");
+        }
+        for bad in [0.0, -0.125, 1.0e-21, 2.0e6, f32::NAN, f32::INFINITY] {
             match problem(bad).check() {
                 Err(KernelError::Scale(s)) => assert_eq!(s, bad.to_string()),
                 other => panic!("scale {bad}: expected a scale error, got {other:?}"),
