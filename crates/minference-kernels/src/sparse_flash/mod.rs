@@ -223,9 +223,9 @@ fn wide_loads<R: Runtime>(t: &TensorBinding<R>, elem_size: usize) -> bool {
 
 /// Query blocks per cube of the register kernel: three where the device's shared memory holds
 /// their tiles (H100/H200: 205 of 227 KiB at d = 128), which caps the kernel at 168 registers so
-/// that three blocks are resident an SM; one without an index, whose kernel compiles to 168
-/// registers by itself and runs faster alone (H200, bf16, d = 128, 128K: indexed 131 → 156
-/// TFLOP/s with three; index-free 188 with one, 160 with three, whose steps go in lockstep).
+/// that three blocks are resident an SM; one without an index, which runs faster alone although
+/// its 179 registers leave two cubes an SM (H200, bf16, d = 128, 128K: indexed 131 → 156
+/// TFLOP/s with three; index-free 228 with one, 208 with three, whose steps go in lockstep).
 fn mma_groups<R: Runtime>(client: &ComputeClient<R>, head_dim: usize, causal_dense: bool) -> usize {
     if causal_dense {
         return 1;
