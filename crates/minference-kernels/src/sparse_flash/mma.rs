@@ -17,12 +17,15 @@
 //! the current item is computed; tile starts are read an item ahead. Fragments come out with
 //! `ldmatrix` (K, Q) and `ldmatrix.trans` (V), four 8×8 matrices per instruction.
 //!
-//! A cube holds one to three groups ([`MAX_GROUPS`]) on neighbouring query blocks, in step.
-//! Three exist to cap registers: CUDA sizes them by `__launch_bounds__`, which CubeCL writes as
-//! the cube's unit count alone, so a 128-unit cube may take up to 255 a unit. The indexed kernel
-//! took ~172 by itself, leaving two cubes an SM, and a 384-unit cube holds it to 168 so that
-//! three query blocks are resident at once. The index-free kernel (179, two cubes an SM) runs
-//! alone in its cube (see `mma_groups`).
+//! A cube holds one to three groups ([`MAX_GROUPS`]) on neighbouring query blocks, each walking
+//! its own items with its own barriers (the cube synchronises once, after staging Q). Three
+//! exist to cap registers: CUDA sizes them by `__launch_bounds__`, which CubeCL writes as the
+//! cube's unit count alone, so a 128-unit cube may take up to 255 a unit. Alone in a cube the
+//! kernel takes 172–179, leaving two cubes (8 warps) an SM; a 384-unit cube holds it to 168 so
+//! that three query blocks (12 warps) are resident at once. Groups that shared the cube's
+//! barriers walked in step, as many items as the longest row, and lost more than the third
+//! block won (H200, 128K, index-free: 208 against 228 TFLOP/s alone); independent, they gain
+//! (Block-Sparse top-100 204 → 228, index-free 228 → 237).
 
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
@@ -254,6 +257,38 @@ fn stage_item<F: Float>(
     );
 }
 
+/// Waits on group `group`'s barrier of the three (each counts its group's 128 units).
+#[cube]
+// One group: barrier 0, decided at expansion; otherwise the group's own, decided at run time.
+#[allow(clippy::if_same_then_else)]
+fn group_wait(b0: &Barrier, b1: &Barrier, b2: &Barrier, group: usize, #[comptime] groups: usize) {
+    if comptime!(groups == 1usize) {
+        b0.arrive_and_wait();
+    } else if group == 0usize {
+        b0.arrive_and_wait();
+    } else if group == 1usize {
+        b1.arrive_and_wait();
+    } else {
+        b2.arrive_and_wait();
+    }
+}
+
+/// Commits this unit's pending copies to group `group`'s barrier of the three.
+#[cube]
+// One group: barrier 0, decided at expansion; otherwise the group's own, decided at run time.
+#[allow(clippy::if_same_then_else)]
+fn group_commit(b0: &Barrier, b1: &Barrier, b2: &Barrier, group: usize, #[comptime] groups: usize) {
+    if comptime!(groups == 1usize) {
+        b0.commit_copy_async();
+    } else if group == 0usize {
+        b0.commit_copy_async();
+    } else if group == 1usize {
+        b1.commit_copy_async();
+    } else {
+        b2.commit_copy_async();
+    }
+}
+
 /// The start column of item `item` (0 for gathered-column chunks).
 #[cube]
 fn tile_start_of(
@@ -348,10 +383,19 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let mut keys = SharedMemory::<u32>::new(comptime!(64usize * buffers * groups));
     let tiles_at = unit_group * comptime!(tile_len * buffers);
     let keys_at = unit_group * comptime!(64usize * buffers);
-    // One barrier per buffer: a phase completes when every unit of the cube has
-    // arrived and its copies into that buffer have landed.
-    let copied_a = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
-    let copied_b = Barrier::shared(CUBE_DIM, UNIT_POS == 0u32);
+    // Per group, one barrier per buffer (a phase completes when the group's 128 units have
+    // arrived and their copies into that buffer have landed) and one that frees the buffer
+    // about to be refilled. CubeCL has no arrays of barriers: three of each, picked by
+    // [`group_wait`] and [`group_commit`]; a group's are initialised by its first unit.
+    let copied_a0 = Barrier::shared(128u32, UNIT_POS == 0u32);
+    let copied_b0 = Barrier::shared(128u32, UNIT_POS == 0u32);
+    let free0 = Barrier::shared(128u32, UNIT_POS == 0u32);
+    let copied_a1 = Barrier::shared(128u32, UNIT_POS == 128u32);
+    let copied_b1 = Barrier::shared(128u32, UNIT_POS == 128u32);
+    let free1 = Barrier::shared(128u32, UNIT_POS == 128u32);
+    let copied_a2 = Barrier::shared(128u32, UNIT_POS == 256u32);
+    let copied_b2 = Barrier::shared(128u32, UNIT_POS == 256u32);
+    let free2 = Barrier::shared(128u32, UNIT_POS == 256u32);
 
     // Causal dense attention needs no index: 64-aligned tiles up to the block's last position.
     let block_end = usize::min(
@@ -370,13 +414,6 @@ pub(super) fn sparse_flash_mma<F: Float>(
     }
     let column_base = slot * max_columns as usize;
     let items = tiles + columns.div_ceil(64usize);
-    // The groups walk in step (they share the cube's barriers): every group takes as many
-    // steps as the cube's longest row. Steps past a group's own items stage no keys, so they
-    // mask every score and add nothing. The counts are read after Q's barrier below.
-    let mut counts = SharedMemory::<u32>::new(comptime!(groups));
-    if plane == 0usize && lane == 0usize {
-        counts[unit_group] = items as u32;
-    }
 
     // Q block → shared memory (the group's second K buffer; rows past n_queries are zeros) →
     // A fragments in registers. An absent group stages no rows.
@@ -402,11 +439,6 @@ pub(super) fn sparse_flash_mma<F: Float>(
         false,
     );
     sync_cube();
-    let mut steps = 0usize;
-    #[unroll]
-    for gg in 0..comptime!(groups) {
-        steps = usize::max(steps, counts[gg] as usize);
-    }
     // ldmatrix.x4 of a 16×16 A tile: lane l gives row l%8 + 8·((l/8)%2), column half l/16.
     let a_row =
         q_at + (plane * 16usize + lane % 8usize + 8usize * ((lane / 8usize) % 2usize)) * slots;
@@ -448,7 +480,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     let mut start_current = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
     let mut start_next = tile_start_of(1usize, tiles, block_offset, row, causal_dense);
     // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
-    if steps > 0usize {
+    if items > 0usize {
         stage_item::<F>(
             k,
             v,
@@ -471,16 +503,16 @@ pub(super) fn sparse_flash_mma<F: Float>(
             head_dim,
             true,
         );
-        copied_a.commit_copy_async();
+        group_commit(&copied_a0, &copied_a1, &copied_a2, unit_group, groups);
     }
-    for item in 0..steps {
+    for item in 0..items {
         let tile_start = start_current;
         let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
         let buffer = item % 2usize;
-        if item + 1usize < steps {
+        if item + 1usize < items {
             // Everyone is done with the other buffer (the previous item, or Q) before the next
             // item's copies go there.
-            sync_cube();
+            group_wait(&free0, &free1, &free2, unit_group, groups);
             let other = 1usize - buffer;
             stage_item::<F>(
                 k,
@@ -505,15 +537,15 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 true,
             );
             if other == 0usize {
-                copied_a.commit_copy_async();
+                group_commit(&copied_a0, &copied_a1, &copied_a2, unit_group, groups);
             } else {
-                copied_b.commit_copy_async();
+                group_commit(&copied_b0, &copied_b1, &copied_b2, unit_group, groups);
             }
         }
         if buffer == 0usize {
-            copied_a.arrive_and_wait();
+            group_wait(&copied_a0, &copied_a1, &copied_a2, unit_group, groups);
         } else {
-            copied_b.arrive_and_wait();
+            group_wait(&copied_b0, &copied_b1, &copied_b2, unit_group, groups);
         }
         let k_at = tiles_at + buffer * tile_len;
         let key_at = keys_at + buffer * 64usize;

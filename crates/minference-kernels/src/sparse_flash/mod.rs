@@ -137,8 +137,8 @@ pub enum Path {
     /// Manual `mma.m16n8k16` products with the scores, softmax and output in registers
     /// (FlashAttention-2's structure): f16/bf16, head dims 16..=128 in steps of 16, inputs whose
     /// head dimension is contiguous (16-byte loads). K/V tiles come in with `cp.async` into two
-    /// buffers, the next tile's copies in flight while the current one is computed. With an
-    /// index, three query blocks share a cube where shared memory allows ([`mma_groups`]).
+    /// buffers, the next tile's copies in flight while the current one is computed. Three query
+    /// blocks share a cube where shared memory allows ([`mma_groups`]).
     Mma,
 }
 
@@ -223,13 +223,10 @@ fn wide_loads<R: Runtime>(t: &TensorBinding<R>, elem_size: usize) -> bool {
 
 /// Query blocks per cube of the register kernel: three where the device's shared memory holds
 /// their tiles (H100/H200: 205 of 227 KiB at d = 128), which caps the kernel at 168 registers so
-/// that three blocks are resident an SM; one without an index, which runs faster alone although
-/// its 179 registers leave two cubes an SM (H200, bf16, d = 128, 128K: indexed 131 → 156
-/// TFLOP/s with three; index-free 228 with one, 208 with three, whose steps go in lockstep).
-fn mma_groups<R: Runtime>(client: &ComputeClient<R>, head_dim: usize, causal_dense: bool) -> usize {
-    if causal_dense {
-        return 1;
-    }
+/// that three blocks are resident an SM, each group on its own barriers (see the `mma` module;
+/// H200, bf16, d = 128, 128K: Block-Sparse top-100 228 TFLOP/s against 204 with the groups in
+/// step; index-free causal dense 237 against 227 with one block a cube).
+fn mma_groups<R: Runtime>(client: &ComputeClient<R>, head_dim: usize) -> usize {
     let fit =
         client.properties().hardware.max_shared_memory_size / mma::group_shared_bytes(head_dim);
     fit.clamp(1, mma::MAX_GROUPS)
@@ -379,7 +376,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 && p.head_dim <= 128
                 && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
             if registers {
-                let groups = mma_groups(client, p.head_dim, causal_dense);
+                let groups = mma_groups(client, p.head_dim);
                 let count = CubeCount::Static(
                     p.query_blocks().div_ceil(groups) as u32,
                     p.heads as u32,
