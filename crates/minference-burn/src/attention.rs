@@ -274,9 +274,7 @@ pub fn check_inputs<B: Backend>(
         if !(f64::from(*range.start())..=f64::from(*range.end())).contains(&scale) {
             return Err(MinferenceError::InvalidPattern {
                 pattern: "attention",
-                reason: format!(
-                    "softmax scale must be a number in [1e-20, 1e6] (attention uses 1/sqrt(head_dim)), found {scale}"
-                ),
+                reason: minference_kernels::KernelError::Scale(scale.to_string()).to_string(),
             });
         }
     }

@@ -59,7 +59,11 @@ pub enum KernelError {
     /// The softmax scale is outside [`sparse_flash::SCALE_RANGE`]: the register kernel takes
     /// each row's max over the unscaled logits, which only a positive scale leaves in place,
     /// and relies on a masked score staying far below every real one once scaled.
-    #[error("softmax scale must be a number in [1e-20, 1e6] (attention uses 1/sqrt(head_dim)), found {0}")]
+    #[error(
+        "softmax scale must be a number in [{low:e}, {high:e}] (attention uses 1/sqrt(head_dim)), found {0}",
+        low = sparse_flash::SCALE_RANGE.start(),
+        high = sparse_flash::SCALE_RANGE.end()
+    )]
     Scale(String),
     /// Index arrays and problem disagree.
     #[error("index does not match the problem: {0}")]

@@ -433,5 +433,8 @@ mod tests {
                 other => panic!("scale {bad}: expected a scale error, got {other:?}"),
             }
         }
+        // The message names the range from SCALE_RANGE itself (the user API shows it too).
+        let message = KernelError::Scale("0".into()).to_string();
+        assert!(message.contains("[1e-20, 1e6]"), "{message}");
     }
 }
