@@ -16,7 +16,8 @@
 //! ```
 //!
 //! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones;
-//! `--mma-checks-only` only the register kernel's checks (indexed and index-free).
+//! `--mma-checks-only` only the register kernel's checks (indexed and index-free). Either skips
+//! the sweep unless `--sizes` names sizes.
 //! `--patterns` picks the sweep's rows: `free` our index-free dense kernel, `dense` the indexed
 //! kernel on a dense index, `bs` Block-Sparse top-100, `vs` Vertical-Slash (1000, 6096).
 //! `--large-check` runs a layer past the kernels' 32-bit offsets (64/8 heads, 768K tokens) in
@@ -904,9 +905,9 @@ fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
         (start.elapsed().as_secs_f64() * 1e3, density)
     };
     // The warm-up must run every kernel the timed pre-fills run. Block-Sparse top-100 keeps
-    // over 70 % of the pairs below ~16K tokens, where the dense switch runs the index-free
-    // kernel instead, so a shorter warm-up leaves the indexed kernel's compilation (seconds of
-    // NVRTC) inside the first timed sparse pre-fill.
+    // over 90 % of the pairs at 8K tokens (63 % at 16K), where the dense switch runs the
+    // index-free kernel instead, so a shorter warm-up leaves the indexed kernel's compilation
+    // (seconds of NVRTC) inside the first timed sparse pre-fill.
     const WARM_TOKENS: usize = 16384;
     let warm = prompt(WARM_TOKENS);
     for (_, options) in &settings {
@@ -944,6 +945,15 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
             .cloned()
+    };
+    // "Only" means only: a checks-only run sweeps nothing unless sizes are named.
+    let checks_only = args
+        .iter()
+        .any(|a| a == "--mma-checks-only" || a == "--index-checks-only");
+    let run_sweep = match value("--sizes").as_deref() {
+        Some("none") => false,
+        Some(_) => true,
+        None => !checks_only,
     };
     let sizes: Vec<usize> = value("--sizes")
         .filter(|s| s != "none")
@@ -1001,7 +1011,7 @@ fn main() {
             .collect();
         llama_e2e(&device, &sizes);
     }
-    let records = if value("--sizes").as_deref() == Some("none") {
+    let records = if !run_sweep {
         Vec::new()
     } else {
         let dump = value("--dump-inputs").map(std::path::PathBuf::from);

@@ -32,8 +32,11 @@ fn path_for<R: CubeRuntime>(
 }
 
 /// Density above which the register kernel's index-free causal pass is faster than its
-/// indexed pass: the ratio of their measured rates on the H200 (`benches/RESULTS.md`), ~0.70.
-pub const DENSE_ABOVE: f64 = 0.7;
+/// indexed pass: the ratio of their measured rates per computed tile on the H200
+/// (`benches/RESULTS.md`, session 10, bf16, d = 128: 0.90–0.99 from 16K to 256K tokens, the
+/// lowest taken; it was ~0.70 before the indexed kernel ran three independent query blocks a
+/// cube). The index is already built when the switch is decided, so only the rates count.
+pub const DENSE_ABOVE: f64 = 0.9;
 
 /// A fresh contiguous `[batch, heads, n, head_dim]` output, optionally filled with NaN so that
 /// an element the kernel fails to write shows up.
@@ -467,9 +470,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         }
     }
 
-    /// Where the register kernel runs, its index-free causal pass (185–197 TFLOP/s on the H200,
-    /// bf16, d = 128) beats the indexed one (128–142) once the index keeps more than
-    /// [`DENSE_ABOVE`] of the pairs.
+    /// Where the register kernel runs, its index-free causal pass (237–246 TFLOP/s on the H200,
+    /// bf16, d = 128) beats the indexed one (215–234 per computed tile) once the index keeps
+    /// more than [`DENSE_ABOVE`] of the pairs.
     fn dense_above(device: &Self::Device, head_dim: usize, dtype: DType) -> Option<f64> {
         (path_for(&R::client(device), dtype, head_dim) == Path::Mma).then_some(DENSE_ABOVE)
     }
