@@ -510,8 +510,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
         let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
         let buffer = item % 2usize;
         if item + 1usize < items {
-            // Everyone is done with the other buffer (the previous item, or Q) before the next
-            // item's copies go there.
+            // Every unit of the group is done with the other buffer (the previous item, or Q)
+            // before the next item's copies go there (the group's "free" barrier).
             group_wait(&free0, &free1, &free2, unit_group, groups);
             let other = 1usize - buffer;
             stage_item::<F>(
