@@ -10,7 +10,8 @@
 //! minference-gpu-bench [--sizes 16384,32768|none]
 //!                      [--skip-checks|--index-checks-only|--mma-checks-only]
 //!                      [--json FILE]
-//!                      [--llama 32768,131072] [--dump-inputs DIR]
+//!                      [--llama 32768,131072 [--chunk-rows 2048,8192]] [--dump-inputs DIR]
+//!                      [--matmul 2048,8192]
 //!                      [--inputs structured,powerlaw,random] [--patterns free,dense,bs,vs]
 //!                      [--large-check]
 //! ```
@@ -23,7 +24,9 @@
 //! `--large-check` runs a layer past the kernels' 32-bit offsets (64/8 heads, 768K tokens) in
 //! passes and checks it against its heads run alone.
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
-//! first token; dense, Block-Sparse and Vertical-Slash everywhere). `--dump-inputs DIR` writes
+//! first token; dense, Block-Sparse and Vertical-Slash everywhere), for each row chunk of its
+//! row-wise parts that `--chunk-rows` lists. `--matmul ROWS` times Burn's matmul on a
+//! Llama-3-8B layer's projection shapes for each row count. `--dump-inputs DIR` writes
 //! the exact Q, K and V each sweep size timed (bf16 values, stored as f32 `.npy`,
 //! `[1, heads, n, 128]`) as `DIR/{structured,powerlaw,random}-{n}-{q,k,v}.npy`, so that another
 //! implementation (MInference's kernels) can be timed on the same inputs.
@@ -856,7 +859,11 @@ fn large_layer_check(device: &Device) -> (String, bool) {
 /// on Block-Sparse top-100, and every head on Vertical-Slash (1000, 6096) (MInference's default
 /// head), one pre-fill each after a warm-up pre-fill of every setting (kernel compilation and
 /// matmul autotuning are not timed).
-fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
+///
+/// `chunk_rows` lists the row chunks of the row-wise parts to time (the model's default when
+/// empty): each chunk size is warmed up and timed on its own, since Burn autotunes its matmul
+/// per shape.
+fn llama_e2e(device: &Device, sizes: &[usize], chunk_rows: &[usize]) -> Vec<String> {
     use minference::llama::{KvCache, Llama, LlamaConfig, Logits, PrefillOptions};
     type B = Cuda<half::bf16>;
     let longest = sizes.iter().copied().max().unwrap_or(0);
@@ -873,6 +880,11 @@ fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
     );
     let uniform = |pattern| {
         PrefillOptions::sparse(minference::PatternConfig::uniform(pattern, shape).unwrap())
+    };
+    let chunk_rows = if chunk_rows.is_empty() {
+        vec![PrefillOptions::default().chunk_rows]
+    } else {
+        chunk_rows.to_vec()
     };
     let settings = [
         ("dense", PrefillOptions::dense()),
@@ -910,32 +922,78 @@ fn llama_e2e(device: &Device, sizes: &[usize]) -> Vec<String> {
     // (seconds of NVRTC) inside the first timed sparse pre-fill.
     const WARM_TOKENS: usize = 16384;
     let warm = prompt(WARM_TOKENS);
-    for (_, options) in &settings {
-        let (_, density) = prefill(&warm, options);
-        println!(
-            "warm-up at {WARM_TOKENS} tokens: mean density {:.1}%",
-            density * 100.0
-        );
-    }
     let mut rows = Vec::new();
-    for &n in sizes {
-        let tokens = prompt(n);
-        let mut dense_ms = 0.0;
-        for (name, options) in &settings {
-            let (ms, density) = prefill(&tokens, options);
-            if *name == "dense" {
-                dense_ms = ms;
-            }
-            let line = format!(
-                "llama3-8b e2e n={n:>7} {name:<28} time to first token {ms:>10.1} ms  mean density {:>5.1}%  dense/this {:.2}x",
-                density * 100.0,
-                dense_ms / ms
+    for &chunk in &chunk_rows {
+        let with_chunk = |options: &PrefillOptions| PrefillOptions {
+            chunk_rows: chunk,
+            ..options.clone()
+        };
+        for (_, options) in &settings {
+            let (_, density) = prefill(&warm, &with_chunk(options));
+            println!(
+                "warm-up at {WARM_TOKENS} tokens, chunks of {chunk} rows: mean density {:.1}%",
+                density * 100.0
             );
-            println!("{line}");
-            rows.push(line);
+        }
+        for &n in sizes {
+            let tokens = prompt(n);
+            let mut dense_ms = 0.0;
+            for (name, options) in &settings {
+                let (ms, density) = prefill(&tokens, &with_chunk(options));
+                if *name == "dense" {
+                    dense_ms = ms;
+                }
+                let line = format!(
+                    "llama3-8b e2e n={n:>7} chunk={chunk:>6} {name:<28} time to first token {ms:>10.1} ms  mean density {:>5.1}%  dense/this {:.2}x",
+                    density * 100.0,
+                    dense_ms / ms
+                );
+                println!("{line}");
+                rows.push(line);
+            }
         }
     }
     rows
+}
+
+/// Burn's matmul (bf16, the backend the Llama runs on) on the shapes of a Llama-3-8B layer's
+/// projections, `[rows, k] · [k, n]`, for each row count: ms and TFLOP/s, with an 8192³
+/// product as the yardstick.
+fn matmul_rates(device: &Device, row_counts: &[usize]) {
+    type B = Cuda<half::bf16>;
+    let time = |m: usize, k: usize, n: usize| {
+        let a = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
+        let b = Tensor::<B, 2>::random([k, n], Distribution::Normal(0.0, 1.0), device);
+        // Each product is reduced to a scalar that is read back, so that the lazy (fusion)
+        // backend cannot drop it; the sum reads the product once (< 5 % of the product's time
+        // at these shapes). The best of the repetitions after a warm-up (compilation, autotune).
+        let once = || {
+            let start = Instant::now();
+            let _ = a.clone().matmul(b.clone()).sum().into_data();
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        for _ in 0..3 {
+            once();
+        }
+        let ms = (0..10).map(|_| once()).fold(f64::INFINITY, f64::min);
+        let tflops = 2.0 * (m * k * n) as f64 / (ms * 1e-3) / 1e12;
+        println!("matmul [{m:>6}, {k:>5}] x [{k:>5}, {n:>6}] {ms:>9.3} ms {tflops:>7.1} TFLOP/s");
+    };
+    time(8192, 8192, 8192);
+    // q/o, k/v, q+k+v fused, gate/up, gate+up fused, down.
+    let shapes = [
+        (4096, 4096),
+        (4096, 1024),
+        (4096, 6144),
+        (4096, 14336),
+        (4096, 28672),
+        (14336, 4096),
+    ];
+    for &m in row_counts {
+        for &(k, n) in &shapes {
+            time(m, k, n);
+        }
+    }
 }
 
 fn main() {
@@ -1004,12 +1062,26 @@ fn main() {
         check_rows.push(line);
         ok &= large_ok;
     }
+    if let Some(rows) = value("--matmul") {
+        let rows: Vec<usize> = rows
+            .split(',')
+            .map(|x| x.parse().expect("--matmul takes numbers"))
+            .collect();
+        matmul_rates(&device, &rows);
+    }
     if let Some(llama) = value("--llama") {
         let sizes: Vec<usize> = llama
             .split(',')
             .map(|x| x.parse().expect("--llama takes numbers"))
             .collect();
-        llama_e2e(&device, &sizes);
+        let chunks: Vec<usize> = value("--chunk-rows")
+            .map(|c| {
+                c.split(',')
+                    .map(|x| x.parse().expect("--chunk-rows takes numbers"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        llama_e2e(&device, &sizes, &chunks);
     }
     let records = if !run_sweep {
         Vec::new()

@@ -12,16 +12,18 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// Weights of one layer; projections are stored `[in, out]` so rows multiply directly.
+///
+/// The projections that read the same rows are stored side by side and run as one product:
+/// Q, K and V (`wqkv`, columns `[q | k | v]`), and the feed-forward's gate and up halves
+/// (`w_gate_up`, `[gate | up]`). One wide matmul fills the GPU better than three or two narrow
+/// ones (K and V are only `kv_heads · head_dim` wide), and each row is read once.
 #[derive(Debug, Clone)]
 pub struct Layer<B: Backend> {
     pub(crate) attn_norm: RmsNorm<B>,
-    pub(crate) wq: Tensor<B, 2>,
-    pub(crate) wk: Tensor<B, 2>,
-    pub(crate) wv: Tensor<B, 2>,
+    pub(crate) wqkv: Tensor<B, 2>,
     pub(crate) wo: Tensor<B, 2>,
     pub(crate) mlp_norm: RmsNorm<B>,
-    pub(crate) w_gate: Tensor<B, 2>,
-    pub(crate) w_up: Tensor<B, 2>,
+    pub(crate) w_gate_up: Tensor<B, 2>,
     pub(crate) w_down: Tensor<B, 2>,
     pub(crate) heads: usize,
     pub(crate) kv_heads: usize,
@@ -51,9 +53,11 @@ impl<B: Backend> Layer<B> {
         let split = |t: Tensor<B, 3>, heads: usize| {
             t.reshape([b, rows, heads, self.head_dim]).swap_dims(1, 2)
         };
-        let q = split(linear(x.clone(), &self.wq), self.heads);
-        let k = split(linear(x.clone(), &self.wk), self.kv_heads);
-        let v = split(linear(x, &self.wv), self.kv_heads);
+        let (q_width, kv_width) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let qkv = linear(x, &self.wqkv);
+        let q = split(qkv.clone().narrow(2, 0, q_width), self.heads);
+        let k = split(qkv.clone().narrow(2, q_width, kv_width), self.kv_heads);
+        let v = split(qkv.narrow(2, q_width + kv_width, kv_width), self.kv_heads);
         (rope.apply(q, start), rope.apply(k, start), v)
     }
 
@@ -64,8 +68,10 @@ impl<B: Backend> Layer<B> {
         let attention = attention.swap_dims(1, 2).reshape([b, rows, heads * d]);
         let h = h + linear(attention, &self.wo);
         let x = self.mlp_norm.forward(h.clone());
-        let gate = silu(linear(x.clone(), &self.w_gate));
-        let up = linear(x, &self.w_up);
+        let intermediate = self.w_down.dims()[0];
+        let gate_up = linear(x, &self.w_gate_up);
+        let gate = silu(gate_up.clone().narrow(2, 0, intermediate));
+        let up = gate_up.narrow(2, intermediate, intermediate);
         h + linear(gate * up, &self.w_down)
     }
 }

@@ -112,13 +112,23 @@ impl<B: SparseAttentionBackend> Llama<B> {
             let p = |s: &str| format!("model.layers.{l}.{s}.weight");
             layers.push(Layer {
                 attn_norm: norm(&p("input_layernorm"))?,
-                wq: linear(&p("self_attn.q_proj"), q_out, h)?,
-                wk: linear(&p("self_attn.k_proj"), kv_out, h)?,
-                wv: linear(&p("self_attn.v_proj"), kv_out, h)?,
+                wqkv: Tensor::cat(
+                    vec![
+                        linear(&p("self_attn.q_proj"), q_out, h)?,
+                        linear(&p("self_attn.k_proj"), kv_out, h)?,
+                        linear(&p("self_attn.v_proj"), kv_out, h)?,
+                    ],
+                    1,
+                ),
                 wo: linear(&p("self_attn.o_proj"), h, q_out)?,
                 mlp_norm: norm(&p("post_attention_layernorm"))?,
-                w_gate: linear(&p("mlp.gate_proj"), c.intermediate, h)?,
-                w_up: linear(&p("mlp.up_proj"), c.intermediate, h)?,
+                w_gate_up: Tensor::cat(
+                    vec![
+                        linear(&p("mlp.gate_proj"), c.intermediate, h)?,
+                        linear(&p("mlp.up_proj"), c.intermediate, h)?,
+                    ],
+                    1,
+                ),
                 w_down: linear(&p("mlp.down_proj"), h, c.intermediate)?,
                 heads: c.heads,
                 kv_heads: c.kv_heads,
@@ -151,13 +161,10 @@ impl<B: SparseAttentionBackend> Llama<B> {
         let layers = (0..c.layers)
             .map(|_| Layer {
                 attn_norm: unit(),
-                wq: normal([h, q_out]),
-                wk: normal([h, kv_out]),
-                wv: normal([h, kv_out]),
+                wqkv: normal([h, q_out + 2 * kv_out]),
                 wo: normal([q_out, h]),
                 mlp_norm: unit(),
-                w_gate: normal([h, c.intermediate]),
-                w_up: normal([h, c.intermediate]),
+                w_gate_up: normal([h, 2 * c.intermediate]),
                 w_down: normal([c.intermediate, h]),
                 heads: c.heads,
                 kv_heads: c.kv_heads,
