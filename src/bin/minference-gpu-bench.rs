@@ -928,10 +928,12 @@ fn llama_e2e(device: &Device, sizes: &[usize], chunk_rows: &[usize]) -> Vec<Stri
             chunk_rows: chunk,
             ..options.clone()
         };
-        for (_, options) in &settings {
-            let (_, density) = prefill(&warm, &with_chunk(options));
+        // The warm-up's own time shows what the first pre-fill of a process pays: NVRTC
+        // compilation and, where Burn's autotune cache (under `target/`) is cold, autotuning.
+        for (name, options) in &settings {
+            let (ms, density) = prefill(&warm, &with_chunk(options));
             println!(
-                "warm-up at {WARM_TOKENS} tokens, chunks of {chunk} rows: mean density {:.1}%",
+                "warm-up at {WARM_TOKENS} tokens, chunks of {chunk} rows, {name}: {ms:.0} ms, mean density {:.1}%",
                 density * 100.0
             );
         }

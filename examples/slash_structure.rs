@@ -1,0 +1,200 @@
+//! How many pairs a Vertical-Slash index keeps on a real model's heads, against the synthetic
+//! inputs the GPU benchmarks time.
+//!
+//! The speed of Vertical-Slash depends on where its diagonals fall: each chosen diagonal costs
+//! a 64-key window per query block, so diagonals that cluster near the main one cover few keys
+//! and diagonals spread over the context cover nearly all of them. The synthetic inputs decide
+//! that by construction; this example measures it on SmolLM2-135M pre-filling a real document
+//! (this repository's book and results by default, or `--file`), with MInference's default
+//! budget scaled to the prompt (1000 columns and 6096 diagonals at 128K tokens: the same
+//! fractions of the keys and diagonals), and prints beside it:
+//! - the same budget on the `structured`, `powerlaw` and `random` synthetic inputs of the
+//!   model's shape;
+//! - the floor: an A-shape with as many sink keys and local keys as the budget's columns and
+//!   diagonals (every diagonal next to the main one, every column at the start).
+//!
+//! ```text
+//! cargo run --release --example slash_structure                  # 8192 tokens, CPU
+//! cargo run --release --example slash_structure -- --tokens 4096 --file my.txt
+//! ```
+
+use indicatif::{ProgressBar, ProgressStyle};
+use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOptions};
+use minference::reference::build_index;
+use minference::synthetic::{generate, InputKind, SyntheticSpec};
+use minference::{Geometry, LayerPatterns, Pattern};
+use std::path::Path;
+
+type B = minference::backend::Cpu;
+
+/// MInference's default Vertical-Slash budget and the length it is usually quoted at.
+const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
+
+/// The book's chapters and the benchmark results, in order: ~35K tokens of real prose and
+/// tables.
+fn default_document() -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("book/src"))
+        .map_err(|e| format!("book/src: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    files.sort();
+    files.push(root.join("benches/RESULTS.md"));
+    let mut text = String::new();
+    for f in files {
+        text += &std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Mean, min and max of `values`.
+fn summary(values: &[f64]) -> (f64, f64, f64) {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    (mean, min, max)
+}
+
+fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
+    let device = Default::default();
+    let path = ensure_default_model().map_err(|e| e.to_string())?;
+    let loaded = load::<B>(&path, None, &device, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let config = model.config();
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+        None => default_document()?,
+    };
+    let mut ids = tokenizer.encode(&text).map_err(|e| e.to_string())?;
+    if ids.len() < tokens {
+        return Err(format!(
+            "the document has {} tokens; pass --tokens {} or less, or a longer --file",
+            ids.len(),
+            ids.len()
+        ));
+    }
+    ids.truncate(tokens);
+    let n = tokens;
+    let (vertical, slash) = (
+        (BUDGET.0 * n).div_ceil(BUDGET.2),
+        (BUDGET.1 * n).div_ceil(BUDGET.2),
+    );
+    let heads = config.heads;
+    let scale = 1.0 / (config.head_dim as f64).sqrt();
+    let geometry = Geometry::new(n, n, None).map_err(|e| e.to_string())?;
+    let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "SmolLM2-135M, {n} tokens of {}; Vertical-Slash ({vertical}, {slash}) = ({}, {}) at {} tokens, scaled\n",
+        file.unwrap_or("the book and benches/RESULTS.md"),
+        BUDGET.0,
+        BUDGET.1,
+        BUDGET.2
+    );
+    let bar = ProgressBar::new(config.layers as u64).with_style(
+        ProgressStyle::with_template("pre-fill {bar:30} layer {pos}/{len} {elapsed}")
+            .map_err(|e| e.to_string())?,
+    );
+    let mut layers: Vec<Vec<f64>> = Vec::new();
+    model
+        .forward_observed(
+            &ids,
+            &mut KvCache::new(config.layers),
+            &PrefillOptions::dense(),
+            Logits::Last,
+            &mut |done, _| bar.set_position(done as u64),
+            &mut |_, q, k| {
+                let index = build_index(q, k, &vs, &geometry, scale);
+                layers.push((0..heads).map(|h| index.head_density(0, h)).collect());
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    println!("{:>5} {:>8} {:>8} {:>8}", "layer", "mean", "min", "max");
+    for (l, densities) in layers.iter().enumerate() {
+        let (mean, min, max) = summary(densities);
+        println!(
+            "{l:>5} {:>7.1}% {:>7.1}% {:>7.1}%",
+            mean * 100.0,
+            min * 100.0,
+            max * 100.0
+        );
+    }
+    let all: Vec<f64> = layers.concat();
+    let (mean, min, max) = summary(&all);
+    println!(
+        "\n{:<34} {:>7.1}% (heads {:.1}–{:.1} %)",
+        "SmolLM2 on the document",
+        mean * 100.0,
+        min * 100.0,
+        max * 100.0
+    );
+    for (name, kind) in [
+        ("synthetic structured", InputKind::Structured),
+        ("synthetic powerlaw", InputKind::PowerLaw),
+        ("synthetic random", InputKind::Random),
+    ] {
+        let spec = SyntheticSpec {
+            batch: 1,
+            heads,
+            kv_heads: config.kv_heads,
+            n_queries: n,
+            n_keys: n,
+            query_offset: None,
+            head_dim: config.head_dim,
+            kind,
+            seed: 11,
+        };
+        let (q, k, _) = generate(&spec).tensors::<B>(&device);
+        let density = build_index(&q, &k, &vs, &geometry, scale).density();
+        println!("{name:<34} {:>7.1}%", density * 100.0);
+    }
+    let floor = LayerPatterns::uniform(
+        Pattern::AShape {
+            sink: vertical,
+            local: slash,
+        },
+        heads,
+    )
+    .map_err(|e| e.to_string())?;
+    let spec = SyntheticSpec {
+        batch: 1,
+        heads,
+        kv_heads: config.kv_heads,
+        n_queries: n,
+        n_keys: n,
+        query_offset: None,
+        head_dim: config.head_dim,
+        kind: InputKind::Random,
+        seed: 11,
+    };
+    let (q, k, _) = generate(&spec).tensors::<B>(&device);
+    let density = build_index(&q, &k, &floor, &geometry, scale).density();
+    println!(
+        "{:<34} {:>7.1}%",
+        format!("floor: A-shape ({vertical}, {slash})"),
+        density * 100.0
+    );
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let tokens = value("--tokens")
+        .map_or(Ok(8192), |t| t.parse())
+        .unwrap_or_else(|_| {
+            eprintln!("--tokens takes a number");
+            std::process::exit(2)
+        });
+    if let Err(e) = run(tokens, value("--file").as_deref()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
