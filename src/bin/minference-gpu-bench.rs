@@ -11,7 +11,7 @@
 //!                      [--skip-checks|--index-checks-only|--mma-checks-only]
 //!                      [--json FILE]
 //!                      [--llama 32768,131072 [--chunk-rows 2048,8192]] [--dump-inputs DIR]
-//!                      [--matmul 2048,8192]
+//!                      [--matmul 2048,8192] [--burn-checks]
 //!                      [--inputs structured,powerlaw,random] [--patterns free,dense,bs,vs]
 //!                      [--large-check]
 //! ```
@@ -26,7 +26,8 @@
 //! `--llama` also times the pre-fill of a random-weight Llama-3.1-8B-shaped model (time to
 //! first token; dense, Block-Sparse and Vertical-Slash everywhere), for each row chunk of its
 //! row-wise parts that `--chunk-rows` lists. `--matmul ROWS` times Burn's matmul on a
-//! Llama-3-8B layer's projection shapes for each row count. `--dump-inputs DIR` writes
+//! Llama-3-8B layer's projection shapes for each row count. `--burn-checks` compares Burn's own
+//! GPU matmul and softmax (autotuned per shape) with the host's on the same values. `--dump-inputs DIR` writes
 //! the exact Q, K and V each sweep size timed (bf16 values, stored as f32 `.npy`,
 //! `[1, heads, n, 128]`) as `DIR/{structured,powerlaw,random}-{n}-{q,k,v}.npy`, so that another
 //! implementation (MInference's kernels) can be timed on the same inputs.
@@ -42,6 +43,7 @@ use minference_kernels::sparse_flash::Path;
 use std::time::Instant;
 
 type Cuda<F> = minference::backend::Cuda<F>;
+type Cpu = minference::backend::Cpu;
 
 /// (batch, heads, kv_heads, n_queries, n_keys, query offset, head_dim)
 type Case = (usize, usize, usize, usize, usize, Option<usize>, usize);
@@ -494,7 +496,15 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
         let (q, k) = (bf16(q), bf16(k));
         let g = Geometry::new(n_q, n_k, offset).unwrap();
         let scale = 1.0 / (d as f64).sqrt();
+        // The reference estimate twice: with Burn's ops on this GPU, and on the host (NdArray)
+        // from the same bf16 values. The host one does not depend on which kernels Burn's
+        // autotune picked on the GPU, so a disagreement says which side is wrong.
         let want = minference::estimate::vertical_slash::scores(&q, &k, &g, scale);
+        let to_host = |t: &Tensor<B, 4>| {
+            Tensor::<Cpu, 4>::from_data(t.to_data().convert::<f32>(), &Default::default())
+        };
+        let host =
+            minference::estimate::vertical_slash::scores(&to_host(&q), &to_host(&k), &g, scale);
         let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
         let got = cube::vertical_slash_scores(prim(&q), prim(&k), &g, scale).unwrap();
         let rel = |a: &[f32], b: &[f32]| {
@@ -502,13 +512,17 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
             max_err(a, b) / top.max(1e-30)
         };
         let (v, sl) = (
-            rel(&got.vertical, &want.vertical),
-            rel(&got.slash, &want.slash),
+            rel(&got.vertical, &host.vertical),
+            rel(&got.slash, &host.slash),
         );
-        let pass = v <= 1e-3 && sl <= 1e-3;
+        let (burn_v, burn_sl) = (
+            rel(&want.vertical, &host.vertical),
+            rel(&want.slash, &host.slash),
+        );
+        let pass = v <= 1e-3 && sl <= 1e-3 && burn_v <= 1e-3 && burn_sl <= 1e-3;
         ok &= pass;
         let line = format!(
-            "vs scores h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: vertical {v:.1e} slash {sl:.1e} (≤ 1e-3 of max) {}",
+            "vs scores h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: ours vs host vertical {v:.1e} slash {sl:.1e}, Burn on the GPU vs host {burn_v:.1e} {burn_sl:.1e} (≤ 1e-3 of max) {}",
             if pass { "ok" } else { "FAIL" }
         );
         println!("{line}");
@@ -958,6 +972,80 @@ fn llama_e2e(device: &Device, sizes: &[usize], chunk_rows: &[usize]) -> Vec<Stri
     rows
 }
 
+/// Burn's own GPU ops that the references and the Llama use, against the host (NdArray) on the
+/// same values: batched matmul in f32 and bf16 on the shapes of the references and of the
+/// models' projections, and a softmax. Burn's autotune picks these kernels per shape, so a wrong
+/// candidate would show here first.
+fn burn_checks(device: &Device) -> (Vec<String>, bool) {
+    type B = Cuda<half::bf16>;
+    let host_device = Default::default();
+    let mut rows = Vec::new();
+    let mut ok = true;
+    let mut report = |what: String, err: f64, bound: f64| {
+        let pass = err <= bound;
+        ok &= pass;
+        let line = format!(
+            "burn {what}: max error {err:.1e} of max (≤ {bound:.0e}) {}",
+            if pass { "ok" } else { "FAIL" }
+        );
+        println!("{line}");
+        rows.push(line);
+    };
+    let shapes = [
+        (8usize, 64usize, 96usize, 1000usize),
+        (8, 64, 128, 4096),
+        (8, 64, 64, 300),
+        (1, 2048, 576, 1536),
+        (1, 2048, 1536, 576),
+        (1, 1000, 96, 1000),
+        (1, 2048, 4096, 6144),
+    ];
+    for (b, m, k, n) in shapes {
+        let x = Tensor::<B, 3>::random([b, m, k], Distribution::Normal(0.0, 1.0), device);
+        let y = Tensor::<B, 3>::random([b, k, n], Distribution::Normal(0.0, 1.0), device);
+        let host = |t: &Tensor<B, 3>| {
+            Tensor::<Cpu, 3>::from_data(t.to_data().convert::<f32>(), &host_device)
+        };
+        let want: Vec<f32> = host(&x)
+            .matmul(host(&y))
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let top = want.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+        for (dtype, bound) in [
+            (burn::tensor::FloatDType::F32, 1e-3),
+            (burn::tensor::FloatDType::BF16, 2e-2),
+        ] {
+            let got: Vec<f32> = x
+                .clone()
+                .cast(dtype)
+                .matmul(y.clone().cast(dtype))
+                .cast(burn::tensor::FloatDType::F32)
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            report(
+                format!("matmul {dtype:?} [{b}, {m}, {k}] x [{b}, {k}, {n}]"),
+                max_err(&got, &want) / top,
+                bound,
+            );
+        }
+    }
+    for (rows_, n) in [(512usize, 1000usize), (64, 4096), (64, 300)] {
+        let x = Tensor::<B, 2>::random([rows_, n], Distribution::Normal(0.0, 3.0), device)
+            .cast(burn::tensor::FloatDType::F32);
+        let host = Tensor::<Cpu, 2>::from_data(x.to_data().convert::<f32>(), &host_device);
+        let want: Vec<f32> = softmax(host, 1).into_data().iter::<f32>().collect();
+        let got: Vec<f32> = softmax(x, 1).into_data().iter::<f32>().collect();
+        report(
+            format!("softmax f32 [{rows_}, {n}]"),
+            max_err(&got, &want),
+            1e-5,
+        );
+    }
+    (rows, ok)
+}
+
 /// Burn's matmul (bf16, the backend the Llama runs on) on the shapes of a Llama-3-8B layer's
 /// projections, `[rows, k] · [k, n]`, for each row count: ms and TFLOP/s, with an 8192³
 /// product as the yardstick.
@@ -1063,6 +1151,15 @@ fn main() {
         println!("{line}");
         check_rows.push(line);
         ok &= large_ok;
+    }
+    if args.iter().any(|a| a == "--burn-checks") {
+        let (rows, pass) = burn_checks(&device);
+        println!(
+            "burn checks: {}",
+            if pass { "all passed" } else { "FAILURES" }
+        );
+        check_rows.extend(rows);
+        ok &= pass;
     }
     if let Some(rows) = value("--matmul") {
         let rows: Vec<usize> = rows

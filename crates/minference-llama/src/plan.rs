@@ -21,17 +21,18 @@ pub const DEFAULT_MIN_SPARSE_LEN: usize = 1024;
 /// host while dense attention on the GPU is cheap at these lengths. With the index built on the
 /// device (H200, `benches/RESULTS.md`), Block-Sparse top-100 is 1.39× faster than the
 /// index-free dense kernel at 16K and 2.47× at 32K, but 0.86× at 8K (attention alone); a whole
-/// Llama-3-8B-shaped pre-fill with it is 1.22× faster than dense at 32K and 1.58× at 64K. So
-/// GPUs go sparse from 16384.
+/// Llama-3-8B-shaped pre-fill with it is 1.22× faster than dense at 32K and 1.58× at 64K with
+/// Burn's autotune (1.07× at 32K without). So GPUs go sparse from 16384.
 pub const DEFAULT_MIN_SPARSE_LEN_GPU: usize = 16384;
 
 /// Default rows per chunk of the row-wise parts of a layer (norms, projections, feed-forward).
 ///
-/// With Burn's autotuned matmul a Llama-3-8B-shaped pre-fill of 32K tokens took the same time
-/// with chunks of 2048, 8192 and 16384 rows (H200: 3.92, 3.85, 3.84 s), so the smallest bounds
-/// the activations; without autotune (one fixed matmul configuration) larger chunks had been
-/// 1.65× faster.
-pub const DEFAULT_CHUNK_ROWS: usize = 2048;
+/// Measured on a Llama-3-8B-shaped pre-fill of 32K tokens (H200): with Burn's one fixed matmul
+/// configuration (the default build) chunks of 8192 rows took 6.57 s, 2048 rows 10.82 s and
+/// 16384 rows 6.71 s — the products fill the GPU from ~8K rows; with Burn's autotune (the
+/// `autotune` feature) 2048, 8192 and 16384 were within 2 % (3.92, 3.85, 3.84 s). At 8192 rows
+/// the largest activation of that model is 8192 × 28672 (gate and up) × 2 bytes = 470 MB.
+pub const DEFAULT_CHUNK_ROWS: usize = 8192;
 
 /// Options of a pre-fill.
 #[derive(Debug, Clone, PartialEq)]

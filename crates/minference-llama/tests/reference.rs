@@ -133,6 +133,42 @@ fn greedy_continuation_matches_transformers() {
 }
 
 #[test]
+fn row_chunks_do_not_change_the_logits() {
+    // The row-wise parts run a chunk of rows at a time (`chunk_rows`); chunks of 5 rows, which
+    // split the prompt unevenly, must give the logits of one chunk at every position (the
+    // default of 8192 rows never splits the fixture's prompts).
+    let model = &model().model;
+    let prompt = ids(&fixture()["prompts"][1]["ids"]);
+    assert!(
+        prompt.len() > 10 && !prompt.len().is_multiple_of(5),
+        "{} tokens",
+        prompt.len()
+    );
+    let run = |chunk_rows: usize| -> Vec<f32> {
+        let options = PrefillOptions {
+            chunk_rows,
+            ..PrefillOptions::dense()
+        };
+        let mut cache = KvCache::new(model.config().layers);
+        model
+            .forward(&prompt, &mut cache, &options, Logits::All, &mut |_, _| {})
+            .unwrap()
+            .logits
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    let (whole, chunked) = (run(prompt.len()), run(5));
+    assert_eq!(whole.len(), chunked.len());
+    let worst = whole
+        .iter()
+        .zip(&chunked)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "chunks of 5 rows differ by {worst}");
+}
+
+#[test]
 fn incremental_decoding_equals_one_pass() {
     // Logits of the last token computed through the cache equal those of a single pass.
     let model = &model().model;
