@@ -875,8 +875,8 @@ fn large_layer_check(device: &Device) -> (String, bool) {
 /// matmul autotuning are not timed).
 ///
 /// `chunk_rows` lists the row chunks of the row-wise parts to time (the model's default when
-/// empty): each chunk size is warmed up and timed on its own, since Burn autotunes its matmul
-/// per shape.
+/// empty): each chunk size is warmed up and timed on its own, since the matmul shapes change
+/// with it (and, built with `autotune`, Burn tunes each new shape).
 fn llama_e2e(device: &Device, sizes: &[usize], chunk_rows: &[usize]) -> Vec<String> {
     use minference::llama::{KvCache, Llama, LlamaConfig, Logits, PrefillOptions};
     type B = Cuda<half::bf16>;
@@ -1031,14 +1031,14 @@ fn burn_checks(device: &Device) -> (Vec<String>, bool) {
             );
         }
     }
-    for (rows_, n) in [(512usize, 1000usize), (64, 4096), (64, 300)] {
-        let x = Tensor::<B, 2>::random([rows_, n], Distribution::Normal(0.0, 3.0), device)
+    for (r, n) in [(512usize, 1000usize), (64, 4096), (64, 300)] {
+        let x = Tensor::<B, 2>::random([r, n], Distribution::Normal(0.0, 3.0), device)
             .cast(burn::tensor::FloatDType::F32);
         let host = Tensor::<Cpu, 2>::from_data(x.to_data().convert::<f32>(), &host_device);
         let want: Vec<f32> = softmax(host, 1).into_data().iter::<f32>().collect();
         let got: Vec<f32> = softmax(x, 1).into_data().iter::<f32>().collect();
         report(
-            format!("softmax f32 [{rows_}, {n}]"),
+            format!("softmax f32 [{r}, {n}]"),
             max_err(&got, &want),
             1e-5,
         );
@@ -1054,9 +1054,10 @@ fn matmul_rates(device: &Device, row_counts: &[usize]) {
     let time = |m: usize, k: usize, n: usize| {
         let a = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
         let b = Tensor::<B, 2>::random([k, n], Distribution::Normal(0.0, 1.0), device);
-        // Each product is reduced to a scalar that is read back, so that the lazy (fusion)
-        // backend cannot drop it; the sum reads the product once (< 5 % of the product's time
-        // at these shapes). The best of the repetitions after a warm-up (compilation, autotune).
+        // Launches are asynchronous: each product is reduced to a scalar that is read back, so
+        // the time ends when the product is done. It includes that sum (one pass over the
+        // output) and the read-back (tens of µs, most visible on the smallest products). The
+        // best of the repetitions after a warm-up (compilation and, with `autotune`, tuning).
         let once = || {
             let start = Instant::now();
             let _ = a.clone().matmul(b.clone()).sum().into_data();
