@@ -991,14 +991,19 @@ fn burn_checks(device: &Device) -> (Vec<String>, bool) {
         println!("{line}");
         rows.push(line);
     };
+    // The references' products (last queries against the keys), then SmolLM2's fused Q/K/V,
+    // fused gate/up and down projections, and Llama-3-8B's (fewer rows: the host multiplies too).
     let shapes = [
         (8usize, 64usize, 96usize, 1000usize),
         (8, 64, 128, 4096),
         (8, 64, 64, 300),
-        (1, 2048, 576, 1536),
-        (1, 2048, 1536, 576),
         (1, 1000, 96, 1000),
-        (1, 2048, 4096, 6144),
+        (1, 2048, 576, 960),
+        (1, 2048, 576, 3072),
+        (1, 2048, 1536, 576),
+        (1, 256, 4096, 6144),
+        (1, 256, 4096, 28672),
+        (1, 256, 14336, 4096),
     ];
     for (b, m, k, n) in shapes {
         let x = Tensor::<B, 3>::random([b, m, k], Distribution::Normal(0.0, 1.0), device);
