@@ -53,6 +53,12 @@ fn host<B: Backend>(t: &Tensor<B, 4>) -> Vec<f32> {
     t.to_data().iter::<f32>().collect()
 }
 
+/// The same values on the host backend (NdArray, f32): the references that do not depend on
+/// which kernels Burn picked on the GPU.
+fn to_cpu<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Tensor<Cpu, D> {
+    Tensor::from_data(t.to_data().convert::<f32>(), &Default::default())
+}
+
 fn max_err(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
@@ -500,11 +506,8 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
         // from the same bf16 values. The host one does not depend on which kernels Burn's
         // autotune picked on the GPU, so a disagreement says which side is wrong.
         let want = minference::estimate::vertical_slash::scores(&q, &k, &g, scale);
-        let to_host = |t: &Tensor<B, 4>| {
-            Tensor::<Cpu, 4>::from_data(t.to_data().convert::<f32>(), &Default::default())
-        };
         let host =
-            minference::estimate::vertical_slash::scores(&to_host(&q), &to_host(&k), &g, scale);
+            minference::estimate::vertical_slash::scores(&to_cpu(&q), &to_cpu(&k), &g, scale);
         let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
         let got = cube::vertical_slash_scores(prim(&q), prim(&k), &g, scale).unwrap();
         let rel = |a: &[f32], b: &[f32]| {
@@ -978,7 +981,6 @@ fn llama_e2e(device: &Device, sizes: &[usize], chunk_rows: &[usize]) -> Vec<Stri
 /// candidate would show here first.
 fn burn_checks(device: &Device) -> (Vec<String>, bool) {
     type B = Cuda<half::bf16>;
-    let host_device = Default::default();
     let mut rows = Vec::new();
     let mut ok = true;
     let mut report = |what: String, err: f64, bound: f64| {
@@ -1008,11 +1010,8 @@ fn burn_checks(device: &Device) -> (Vec<String>, bool) {
     for (b, m, k, n) in shapes {
         let x = Tensor::<B, 3>::random([b, m, k], Distribution::Normal(0.0, 1.0), device);
         let y = Tensor::<B, 3>::random([b, k, n], Distribution::Normal(0.0, 1.0), device);
-        let host = |t: &Tensor<B, 3>| {
-            Tensor::<Cpu, 3>::from_data(t.to_data().convert::<f32>(), &host_device)
-        };
-        let want: Vec<f32> = host(&x)
-            .matmul(host(&y))
+        let want: Vec<f32> = to_cpu(&x)
+            .matmul(to_cpu(&y))
             .into_data()
             .iter::<f32>()
             .collect();
@@ -1039,8 +1038,7 @@ fn burn_checks(device: &Device) -> (Vec<String>, bool) {
     for (r, n) in [(512usize, 1000usize), (64, 4096), (64, 300)] {
         let x = Tensor::<B, 2>::random([r, n], Distribution::Normal(0.0, 3.0), device)
             .cast(burn::tensor::FloatDType::F32);
-        let host = Tensor::<Cpu, 2>::from_data(x.to_data().convert::<f32>(), &host_device);
-        let want: Vec<f32> = softmax(host, 1).into_data().iter::<f32>().collect();
+        let want: Vec<f32> = softmax(to_cpu(&x), 1).into_data().iter::<f32>().collect();
         let got: Vec<f32> = softmax(x, 1).into_data().iter::<f32>().collect();
         report(
             format!("softmax f32 [{r}, {n}]"),
