@@ -12,7 +12,7 @@
 //! [`super::select::emit_top`], writing them straight into the unified index
 //! ([`crate::index`]): nothing goes back to the host.
 
-use super::select::{cube_sum, emit_top, order_key, FORCED, SELECT_UNITS};
+use super::select::{cube_sum, emit_top, order_key, scratch_words, FORCED, SELECT_UNITS};
 use crate::sparse_flash::{IndexHandles, Problem};
 use crate::{words, KernelError};
 use cubecl::prelude::*;
@@ -22,16 +22,16 @@ use cubecl::prelude::*;
 const MIN_CAPACITY: usize = 1024;
 
 /// Most key blocks [`select`] can hold on this device: the largest power of two whose scores
-/// (4 bytes each) fit the device's shared memory next to the selection's own scratch (four
-/// words a unit) and the pooled query (up to 256 floats). H100/H200: 32768 blocks (2M keys);
+/// (4 bytes each) fit the device's shared memory next to the selection's own scratch
+/// ([`scratch_words`]) and the pooled query (up to 256 floats). H100/H200: 32768 blocks (2M keys);
 /// 32 KiB of shared memory: 4096 (256K).
 pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
     blocks_in(client.properties().hardware.max_shared_memory_size)
 }
 
-/// Shared memory [`select`] uses besides its scores: four words a unit (its own count and
-/// [`emit_top`]'s) and the pooled query at the largest head dimension.
-const SCRATCH_BYTES: usize = 4 * SELECT_UNITS * 4 + 256 * 4;
+/// Shared memory [`select`] uses besides its scores: the selection's scratch (its forced count
+/// and [`emit_top`] share it) and the pooled query at the largest head dimension.
+const SCRATCH_BYTES: usize = scratch_words(SELECT_UNITS) * 4 + 256 * 4;
 
 /// [`max_key_blocks`] for `shared` bytes of shared memory.
 fn blocks_in(shared: usize) -> usize {
@@ -123,7 +123,7 @@ pub fn select(
         let visible = usize::min(last_diag + 1, key_blocks);
 
         let mut keys = SharedMemory::<u32>::new(capacity);
-        let mut scratch = SharedMemory::<u32>::new(SELECT_UNITS);
+        let mut scratch = SharedMemory::<u32>::new(comptime!(scratch_words(SELECT_UNITS)));
         // The pooled query, read by every unit for every key block: once into shared memory.
         let mut q_shared = SharedMemory::<f32>::new(head_dim);
         for c in range_stepped(tid, head_dim, SELECT_UNITS) {
@@ -159,7 +159,9 @@ pub fn select(
             block_offset,
             slot * max_blocks as usize,
             64u32,
+            &mut scratch,
             SELECT_UNITS,
+            2u32,
         );
         if tid == 0usize {
             block_count[slot] = budget;

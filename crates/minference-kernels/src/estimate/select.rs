@@ -2,8 +2,10 @@
 //!
 //! Scores become order-preserving `u32` keys ([`order_key`]: larger float, larger key; NaN
 //! lowest), with the entries a pattern always keeps marked [`FORCED`] (above any score). The
-//! `budget`-th largest key is found by a 32-step bisection on the key bits, each step one count
-//! summed over the cube in shared memory, so no plane operation is needed and lavapipe runs it.
+//! `budget`-th largest key is found one or two key bits a round from the top (32 or 16 rounds,
+//! each counting the keys at or above one or three candidate thresholds and summing the counts
+//! over the cube in shared memory, two levels of sixteen units), so no plane operation is
+//! needed and lavapipe runs it.
 //! Keys above the threshold are all taken and ties at it in index order, which is the host's
 //! rule (higher score first, then lower index). The chosen indices are written in ascending
 //! order through a prefix sum over units that each own a contiguous run.
@@ -18,6 +20,9 @@ use cubecl::prelude::*;
 pub const SELECT_UNITS: usize = 256;
 /// Units of a Vertical-Slash selecting cube (one per head and kind: few rows of `n` entries).
 pub const ROW_UNITS: usize = 512;
+
+/// Key bits a round of [`top_rows`]' search (see [`emit_top`]: its rows are long).
+pub const ROW_BITS: u32 = 1;
 
 /// The key of an entry that is always kept (above the key of any score).
 pub const FORCED: u32 = 0xFFFF_FFFF;
@@ -39,30 +44,85 @@ pub fn order_key(x: f32) -> u32 {
     u32::min(key, FORCED - 1u32)
 }
 
-/// Sums `value` over the cube's `units` units through `scratch` (one slot per unit); every unit
-/// gets the total.
+/// Units whose values one unit adds up in the first level of [`cube_sums`] and [`emit_top`]'s
+/// prefix sums: two levels of sixteen, so that a sum over 256 or 512 units takes two barriers
+/// (and one before its scratch is reused) where a halving tree took nine or ten.
+const PART: usize = 16;
+
+/// Most candidate thresholds [`emit_top`] counts in one round (two key bits a round).
+const CANDIDATES: usize = 3;
+
+/// The shared-memory words the selection of a cube of `units` units needs ([`emit_top`] and
+/// [`cube_sums`] share one scratch array of this length).
+pub const fn scratch_words(units: usize) -> usize {
+    CANDIDATES * (units + units / PART)
+}
+
+/// Sums each of `values[0..count]` over the cube's `units` units (a multiple of [`PART`], with
+/// `count ≤ PART`) through `scratch` ([`scratch_words`]); every unit gets the totals.
+#[cube]
+pub fn cube_sums(
+    values: &Array<u32>,
+    scratch: &mut SharedMemory<u32>,
+    #[comptime] count: usize,
+    #[comptime] units: usize,
+) -> Array<u32> {
+    let tid = UNIT_POS_X as usize;
+    let parts = comptime!(units / PART);
+    let partials = comptime!(count * units);
+    #[unroll]
+    for c in 0..count {
+        scratch[c * units + tid] = values[c];
+    }
+    sync_cube();
+    // Unit `c·parts + p` adds up part `p` of value `c`, strided so that neighbouring units read
+    // neighbouring words.
+    if tid < comptime!(count * parts) {
+        let c = tid / parts;
+        let p = tid % parts;
+        let mut sum = 0u32;
+        #[unroll]
+        for i in 0..PART {
+            sum += scratch[c * units + i * parts + p];
+        }
+        scratch[partials + tid] = sum;
+    }
+    sync_cube();
+    let mut totals = Array::<u32>::new(count);
+    #[unroll]
+    for c in 0..count {
+        let mut sum = 0u32;
+        for p in 0..parts {
+            sum += scratch[partials + c * parts + p];
+        }
+        totals[c] = sum;
+    }
+    sync_cube();
+    totals
+}
+
+/// Sums `value` over the cube's `units` units through `scratch` ([`scratch_words`]); every
+/// unit gets the total.
 #[cube]
 pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: usize) -> u32 {
-    let tid = UNIT_POS_X as usize;
-    scratch[tid] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..comptime!(units.ilog2() as usize) {
-        let stride = comptime!(units / 2) >> level;
-        if tid < stride {
-            scratch[tid] += scratch[tid + stride];
-        }
-        sync_cube();
-    }
-    let total = scratch[0usize];
-    sync_cube();
-    total
+    let mut values = Array::<u32>::new(1usize);
+    values[0usize] = value;
+    let totals = cube_sums(&values, scratch, 1usize, units);
+    totals[0usize]
 }
 
 /// Chooses the `budget` largest of `keys[0..len]` (ties by lower index, `budget ≤ len`) and
 /// writes `step · index` for each, ascending, to `out[base..base + budget]`. Called by all
-/// `units` units of the cube (a power of two).
+/// `units` units of the cube (a multiple of [`PART`]), with `scratch` of
+/// [`scratch_words`]`(units)` words.
+///
+/// `bits` (1 or 2) is the key bits decided a round. Two halve the rounds, and so the cube's
+/// barriers, at three comparisons an entry instead of one: the choice for short rows in shared
+/// memory, where the sums dominate (Block-Sparse: 8 entries a unit at 128K; H100, its index
+/// 5.6 → 5.0 ms); one for long rows, where the comparisons do (Vertical-Slash: 256 a unit at
+/// 128K, where two bits made its index 0.3 ms slower).
 #[cube]
+#[allow(clippy::too_many_arguments)]
 pub fn emit_top(
     keys: &Slice<u32>,
     len: usize,
@@ -70,24 +130,45 @@ pub fn emit_top(
     out: &mut Array<u32>,
     base: usize,
     step: u32,
+    scratch: &mut SharedMemory<u32>,
     #[comptime] units: usize,
+    #[comptime] bits: u32,
 ) {
     let tid = UNIT_POS_X as usize;
-    let mut scratch = SharedMemory::<u32>::new(units);
+    let count = comptime!((1usize << bits) - 1usize);
+    let rounds = comptime!(32u32 / bits);
 
-    // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t.
+    // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t, `bits` bits a
+    // round from the top. The counts of keys ≥ `t | d·2^shift` fall as `d` grows; the round
+    // keeps the largest `d` whose count still reaches the budget (0 when none does).
     let mut threshold = 0u32;
-    for bit in 0..32u32 {
-        let candidate = threshold | (1u32 << (31u32 - bit));
-        let mut count = 0u32;
+    for round in 0..rounds {
+        let shift = comptime!(32u32 - bits) - bits * round;
+        let mut candidates = Array::<u32>::new(count);
+        let mut counts = Array::<u32>::new(count);
+        #[unroll]
+        for d in 0..count {
+            candidates[d] = threshold | ((comptime!(d as u32) + 1u32) << shift);
+            counts[d] = 0u32;
+        }
         for j in range_stepped(tid, len, units) {
-            if keys[j] >= candidate {
-                count += 1u32;
+            let key = keys[j];
+            #[unroll]
+            for d in 0..count {
+                if key >= candidates[d] {
+                    counts[d] += 1u32;
+                }
             }
         }
-        if cube_sum(count, &mut scratch, units) >= budget {
-            threshold = candidate;
+        let totals = cube_sums(&counts, scratch, count, units);
+        let mut digit = 0u32;
+        #[unroll]
+        for d in 0..count {
+            if totals[d] >= budget {
+                digit = comptime!(d as u32) + 1u32;
+            }
         }
+        threshold |= digit << shift;
     }
 
     // Each unit owns a contiguous run of entries so that the output stays sorted.
@@ -103,27 +184,48 @@ pub fn emit_top(
             ties += 1u32;
         }
     }
-    let ties_wanted = budget - cube_sum(above, &mut scratch, units);
-    // Exclusive prefix sums of (above, ties) over the units, by one unit.
-    let mut prefix = SharedMemory::<u32>::new(comptime!(2usize * units));
-    prefix[2usize * tid] = above;
-    prefix[2usize * tid + 1usize] = ties;
+    // Exclusive prefix sums of (above, ties) over the units in two levels: unit `p < parts`
+    // runs through part `p`'s sixteen units, then every unit adds the parts before its own.
+    let parts = comptime!(units / PART);
+    let part_totals = comptime!(2usize * units);
+    scratch[2usize * tid] = above;
+    scratch[2usize * tid + 1usize] = ties;
     sync_cube();
-    if tid == 0usize {
+    if tid < parts {
         let mut run_above = 0u32;
         let mut run_ties = 0u32;
-        for u in 0..units {
-            let a = prefix[2usize * u];
-            let t = prefix[2usize * u + 1usize];
-            prefix[2usize * u] = run_above;
-            prefix[2usize * u + 1usize] = run_ties;
+        #[unroll]
+        for i in 0..PART {
+            let u = tid * PART + i;
+            let a = scratch[2usize * u];
+            let t = scratch[2usize * u + 1usize];
+            scratch[2usize * u] = run_above;
+            scratch[2usize * u + 1usize] = run_ties;
             run_above += a;
             run_ties += t;
         }
+        scratch[part_totals + 2usize * tid] = run_above;
+        scratch[part_totals + 2usize * tid + 1usize] = run_ties;
     }
     sync_cube();
-    let mut tie_rank = prefix[2usize * tid + 1usize];
-    let mut at = prefix[2usize * tid] + u32::min(tie_rank, ties_wanted);
+    let own_part = tid / PART;
+    let mut before_above = 0u32;
+    let mut before_ties = 0u32;
+    let mut all_above = 0u32;
+    for p in 0..parts {
+        let a = scratch[part_totals + 2usize * p];
+        all_above += a;
+        if p < own_part {
+            before_above += a;
+            before_ties += scratch[part_totals + 2usize * p + 1usize];
+        }
+    }
+    let ties_wanted = budget - all_above;
+    let mut tie_rank = scratch[2usize * tid + 1usize] + before_ties;
+    let mut at = scratch[2usize * tid] + before_above + u32::min(tie_rank, ties_wanted);
+    // Every unit has read its prefix before the scratch is written again (the next row's
+    // selection, or the caller's sums).
+    sync_cube();
     for j in start..end {
         let key = keys[j];
         let mut take = key > threshold;
@@ -174,7 +276,8 @@ pub fn vertical_slash_keys(
 
 /// Cube `(which, h, b)`: head `h`'s chosen columns (`which = 0`) or diagonals (`which = 1`),
 /// ascending, into `chosen[((b · heads + h) · 2 + which) · width ..]`. `budgets[2h + which]` is
-/// the head's budget (clamped to the row by the caller); 0 skips the head.
+/// the head's budget (clamped to the row by the caller); 0 skips the head. `bits` as in
+/// [`emit_top`]: the launcher passes [`ROW_BITS`].
 #[cube(launch_unchecked)]
 pub fn top_rows(
     keys: &Array<u32>,
@@ -183,6 +286,7 @@ pub fn top_rows(
     n_keys: u32,
     diagonals: u32,
     width: u32,
+    #[comptime] bits: u32,
 ) {
     let which = CUBE_POS_X as usize;
     let h = CUBE_POS_Y as usize;
@@ -198,6 +302,7 @@ pub fn top_rows(
             start += n_keys as usize;
             len = diagonals as usize;
         }
+        let mut scratch = SharedMemory::<u32>::new(comptime!(scratch_words(ROW_UNITS)));
         emit_top(
             &keys.slice(start, start + len),
             len,
@@ -205,7 +310,9 @@ pub fn top_rows(
             chosen,
             (bh * 2usize + which) * width as usize,
             1u32,
+            &mut scratch,
             ROW_UNITS,
+            bits,
         );
     }
 }
