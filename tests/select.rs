@@ -1,6 +1,6 @@
 //! The device's top-k selection (`minference_kernels::estimate::select`) against a host sort, on
 //! Vulkan (lavapipe in CI): rows longer than a cube's units, budgets from one to the whole row,
-//! ties, forced entries and NaN keys, with one and two key bits decided a round. The index
+//! ties, forced entries and NaN keys. The index
 //! tests reach the selection through whole layers, whose rows are short; here every unit of
 //! the cube owns entries. On CUDA the same selection is checked by `minference-gpu-bench`.
 
@@ -61,47 +61,44 @@ fn selection_equals_a_host_sort() {
     // (columns, diagonals) per head: one, the whole row, none, and in between.
     let budgets: [u32; 6] = [1, 700, 2999, 0, 3001, 137];
     let width = n_keys;
-    for bits in [1u32, 2] {
-        let chosen_len = batch * heads * 2 * width;
-        let keys_h = client.create_from_slice(u32::as_bytes(&keys));
-        let budgets_h = client.create_from_slice(u32::as_bytes(&budgets));
-        let chosen_h = client.create_from_slice(u32::as_bytes(&vec![POISON; chosen_len]));
-        unsafe {
-            top_rows::launch_unchecked::<R>(
-                &client,
-                CubeCount::Static(2, heads as u32, batch as u32),
-                CubeDim::new_1d(ROW_UNITS as u32),
-                ArrayArg::from_raw_parts(keys_h, keys.len()),
-                ArrayArg::from_raw_parts(budgets_h, budgets.len()),
-                ArrayArg::from_raw_parts(chosen_h.clone(), chosen_len),
-                n_keys as u32,
-                diagonals as u32,
-                width as u32,
-                bits,
-            );
-        }
-        let chosen = u32::from_bytes(&client.read_one_unchecked(chosen_h)).to_vec();
-        for b in 0..batch {
-            for h in 0..heads {
-                let bh = b * heads + h;
-                for which in 0..2 {
-                    let (start, len) = if which == 0 {
-                        (bh * row_len, n_keys)
-                    } else {
-                        (bh * row_len + n_keys, diagonals)
-                    };
-                    let budget = budgets[2 * h + which] as usize;
-                    let out = &chosen[(bh * 2 + which) * width..][..width];
-                    let at = format!("bits {bits}, head {bh}, kind {which}, budget {budget}");
-                    if budget > 0 {
-                        let want = host_top(&keys[start..start + len], budget);
-                        assert_eq!(&out[..budget], &want[..], "{at}");
-                    }
-                    assert!(
-                        out[budget..].iter().all(|&x| x == POISON),
-                        "{at}: written past the budget"
-                    );
+    let chosen_len = batch * heads * 2 * width;
+    let keys_h = client.create_from_slice(u32::as_bytes(&keys));
+    let budgets_h = client.create_from_slice(u32::as_bytes(&budgets));
+    let chosen_h = client.create_from_slice(u32::as_bytes(&vec![POISON; chosen_len]));
+    unsafe {
+        top_rows::launch_unchecked::<R>(
+            &client,
+            CubeCount::Static(2, heads as u32, batch as u32),
+            CubeDim::new_1d(ROW_UNITS as u32),
+            ArrayArg::from_raw_parts(keys_h, keys.len()),
+            ArrayArg::from_raw_parts(budgets_h, budgets.len()),
+            ArrayArg::from_raw_parts(chosen_h.clone(), chosen_len),
+            n_keys as u32,
+            diagonals as u32,
+            width as u32,
+        );
+    }
+    let chosen = u32::from_bytes(&client.read_one_unchecked(chosen_h)).to_vec();
+    for b in 0..batch {
+        for h in 0..heads {
+            let bh = b * heads + h;
+            for which in 0..2 {
+                let (start, len) = if which == 0 {
+                    (bh * row_len, n_keys)
+                } else {
+                    (bh * row_len + n_keys, diagonals)
+                };
+                let budget = budgets[2 * h + which] as usize;
+                let out = &chosen[(bh * 2 + which) * width..][..width];
+                let at = format!("head {bh}, kind {which}, budget {budget}");
+                if budget > 0 {
+                    let want = host_top(&keys[start..start + len], budget);
+                    assert_eq!(&out[..budget], &want[..], "{at}");
                 }
+                assert!(
+                    out[budget..].iter().all(|&x| x == POISON),
+                    "{at}: written past the budget"
+                );
             }
         }
     }

@@ -161,7 +161,6 @@ pub fn select(
             64u32,
             &mut scratch,
             SELECT_UNITS,
-            2u32,
         );
         if tid == 0usize {
             block_count[slot] = budget;

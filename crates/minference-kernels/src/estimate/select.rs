@@ -2,10 +2,10 @@
 //!
 //! Scores become order-preserving `u32` keys ([`order_key`]: larger float, larger key; NaN
 //! lowest), with the entries a pattern always keeps marked [`FORCED`] (above any score). The
-//! `budget`-th largest key is found one or two key bits a round from the top (32 or 16 rounds,
-//! each counting the keys at or above one or three candidate thresholds and summing the counts
-//! over the cube in shared memory, two levels of sixteen units), so no plane operation is
-//! needed and lavapipe runs it.
+//! `budget`-th largest key is found two key bits a round from the top (16 rounds, each counting
+//! the keys at or above three candidate thresholds and summing the counts over the cube in
+//! shared memory, two levels of sixteen units), so no plane operation is needed and lavapipe
+//! runs it.
 //! Keys above the threshold are all taken and ties at it in index order, which is the host's
 //! rule (higher score first, then lower index). The chosen indices are written in ascending
 //! order through a prefix sum over units that each own a contiguous run.
@@ -20,9 +20,6 @@ use cubecl::prelude::*;
 pub const SELECT_UNITS: usize = 256;
 /// Units of a Vertical-Slash selecting cube (one per head and kind: few rows of `n` entries).
 pub const ROW_UNITS: usize = 512;
-
-/// Key bits a round of [`top_rows`]' search (see [`emit_top`]: its rows are long).
-pub const ROW_BITS: u32 = 1;
 
 /// The key of an entry that is always kept (above the key of any score).
 pub const FORCED: u32 = 0xFFFF_FFFF;
@@ -49,7 +46,8 @@ pub fn order_key(x: f32) -> u32 {
 /// (and one before its scratch is reused) where a halving tree took nine or ten.
 const PART: usize = 16;
 
-/// Most candidate thresholds [`emit_top`] counts in one round (two key bits a round).
+/// Candidate thresholds [`emit_top`] counts in one round: the three nonzero values of the next
+/// two key bits.
 const CANDIDATES: usize = 3;
 
 /// The shared-memory words the selection of a cube of `units` units needs ([`emit_top`] and
@@ -88,10 +86,12 @@ pub fn cube_sums(
         scratch[partials + tid] = sum;
     }
     sync_cube();
+    // Unrolled, so that a unit's reads of the partials are in flight together.
     let mut totals = Array::<u32>::new(count);
     #[unroll]
     for c in 0..count {
         let mut sum = 0u32;
+        #[unroll]
         for p in 0..parts {
             sum += scratch[partials + c * parts + p];
         }
@@ -116,11 +116,12 @@ pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: 
 /// `units` units of the cube (a multiple of [`PART`]), with `scratch` of
 /// [`scratch_words`]`(units)` words.
 ///
-/// `bits` (1 or 2) is the key bits decided a round. Two halve the rounds, and so the cube's
-/// barriers, at three comparisons an entry instead of one: the choice for short rows in shared
-/// memory, where the sums dominate (Block-Sparse: 8 entries a unit at 128K; H100, its index
-/// 5.6 → 5.0 ms); one for long rows, where the comparisons do (Vertical-Slash: 256 a unit at
-/// 128K, where two bits made its index 0.3 ms slower).
+/// Two key bits a round halve the rounds, and so the cube's barriers, at three comparisons an
+/// entry instead of one. With the two-level sums, against one bit a round and a halving tree
+/// (H100, bf16, three runs each on structured and random inputs): Block-Sparse top-100 index
+/// 5.5–5.7 → 4.7–5.0 ms at 128K and 16.7 → 15.3–15.4 at 256K (its rows hold 8 and 16 entries a
+/// unit: the sums dominated); the Vertical-Slash index, whose rows hold 256 and 512 entries a
+/// unit, 10.4–10.6 → 10.2–10.5 ms and 22.3–24.9 → 21.4–23.9.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn emit_top(
@@ -132,38 +133,35 @@ pub fn emit_top(
     step: u32,
     scratch: &mut SharedMemory<u32>,
     #[comptime] units: usize,
-    #[comptime] bits: u32,
 ) {
     let tid = UNIT_POS_X as usize;
-    let count = comptime!((1usize << bits) - 1usize);
-    let rounds = comptime!(32u32 / bits);
 
-    // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t, `bits` bits a
+    // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t, two bits a
     // round from the top. The counts of keys ≥ `t | d·2^shift` fall as `d` grows; the round
     // keeps the largest `d` whose count still reaches the budget (0 when none does).
     let mut threshold = 0u32;
-    for round in 0..rounds {
-        let shift = comptime!(32u32 - bits) - bits * round;
-        let mut candidates = Array::<u32>::new(count);
-        let mut counts = Array::<u32>::new(count);
+    for round in 0..16u32 {
+        let shift = 30u32 - 2u32 * round;
+        let mut candidates = Array::<u32>::new(CANDIDATES);
+        let mut counts = Array::<u32>::new(CANDIDATES);
         #[unroll]
-        for d in 0..count {
+        for d in 0..CANDIDATES {
             candidates[d] = threshold | ((comptime!(d as u32) + 1u32) << shift);
             counts[d] = 0u32;
         }
         for j in range_stepped(tid, len, units) {
             let key = keys[j];
             #[unroll]
-            for d in 0..count {
+            for d in 0..CANDIDATES {
                 if key >= candidates[d] {
                     counts[d] += 1u32;
                 }
             }
         }
-        let totals = cube_sums(&counts, scratch, count, units);
+        let totals = cube_sums(&counts, scratch, CANDIDATES, units);
         let mut digit = 0u32;
         #[unroll]
-        for d in 0..count {
+        for d in 0..CANDIDATES {
             if totals[d] >= budget {
                 digit = comptime!(d as u32) + 1u32;
             }
@@ -212,12 +210,14 @@ pub fn emit_top(
     let mut before_above = 0u32;
     let mut before_ties = 0u32;
     let mut all_above = 0u32;
+    #[unroll]
     for p in 0..parts {
         let a = scratch[part_totals + 2usize * p];
+        let t = scratch[part_totals + 2usize * p + 1usize];
         all_above += a;
         if p < own_part {
             before_above += a;
-            before_ties += scratch[part_totals + 2usize * p + 1usize];
+            before_ties += t;
         }
     }
     let ties_wanted = budget - all_above;
@@ -276,8 +276,7 @@ pub fn vertical_slash_keys(
 
 /// Cube `(which, h, b)`: head `h`'s chosen columns (`which = 0`) or diagonals (`which = 1`),
 /// ascending, into `chosen[((b · heads + h) · 2 + which) · width ..]`. `budgets[2h + which]` is
-/// the head's budget (clamped to the row by the caller); 0 skips the head. `bits` as in
-/// [`emit_top`]: the launcher passes [`ROW_BITS`].
+/// the head's budget (clamped to the row by the caller); 0 skips the head.
 #[cube(launch_unchecked)]
 pub fn top_rows(
     keys: &Array<u32>,
@@ -286,7 +285,6 @@ pub fn top_rows(
     n_keys: u32,
     diagonals: u32,
     width: u32,
-    #[comptime] bits: u32,
 ) {
     let which = CUBE_POS_X as usize;
     let h = CUBE_POS_Y as usize;
@@ -312,7 +310,6 @@ pub fn top_rows(
             1u32,
             &mut scratch,
             ROW_UNITS,
-            bits,
         );
     }
 }

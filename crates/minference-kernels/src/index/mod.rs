@@ -210,7 +210,6 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 p.n_keys as u32,
                 p.diagonals() as u32,
                 width as u32,
-                select::ROW_BITS,
             );
             convert::vertical_slash::launch_unchecked::<R>(
                 client,
