@@ -1,8 +1,8 @@
 //! The device's top-k selection (`minference_kernels::estimate::select`) against a host sort, on
 //! Vulkan (lavapipe in CI): rows longer than a cube's units, budgets from one to the whole row,
-//! ties, forced entries and NaN keys. The index
-//! tests reach the selection through whole layers, whose rows are short; here every unit of
-//! the cube owns entries. On CUDA the same selection is checked by `minference-gpu-bench`.
+//! ties, forced entries and NaN keys. The index tests reach the selection through whole layers,
+//! whose rows are short; here every unit of the cube owns entries. On CUDA the same selection
+//! is checked by `minference-gpu-bench` (through the device index).
 
 #![cfg(feature = "vulkan")]
 

@@ -23,8 +23,8 @@ const MIN_CAPACITY: usize = 1024;
 
 /// Most key blocks [`select`] can hold on this device: the largest power of two whose scores
 /// (4 bytes each) fit the device's shared memory next to the selection's own scratch
-/// ([`scratch_words`]) and the pooled query (up to 256 floats). H100/H200: 32768 blocks (2M keys);
-/// 32 KiB of shared memory: 4096 (256K).
+/// ([`scratch_words`]) and the pooled query (up to 256 floats). H100/H200: 32768 blocks (2M
+/// keys); 32 KiB of shared memory: 4096 (256K).
 pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
     blocks_in(client.properties().hardware.max_shared_memory_size)
 }
