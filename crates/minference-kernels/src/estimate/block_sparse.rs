@@ -90,6 +90,8 @@ pub const CHUNK: usize = 32;
 const SCORE_COLUMNS: usize = 64;
 /// The slice of the head dimension a [`block_scores`] step stages in shared memory.
 const SCORE_DEPTH: usize = 16;
+// A [`block_scores`] cube's 16 × 16 units cover two query blocks by four key blocks each.
+const _: () = assert!(CHUNK == 2 * 16 && SCORE_COLUMNS == 4 * 16);
 
 /// Cube `(t, 0, bh)`, 256 units: the scores `pooled_q[m] · pooled_k[j]` (unscaled) of the
 /// chunk's query blocks `first_block .. first_block + chunk_len` against key blocks
