@@ -6,7 +6,7 @@
 //!
 //! - [`sparse_flash`]: one flash-attention forward kernel over the unified sparse index
 //!   (64-wide key tiles with a causal mask inside + gathered single columns), online softmax
-//!   with fp32 statistics and accumulators, grouped-query heads read in place. Two paths: a
+//!   with fp32 statistics and accumulators, grouped-query heads read in place. Three paths: a
 //!   portable one (any device, any float), a tensor-core one (`cmma`, f16/bf16) and a
 //!   register-resident one (manual `mma`, softmax in registers, f16/bf16).
 //! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores, top-k
