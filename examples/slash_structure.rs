@@ -171,20 +171,20 @@ fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// How many pairs a Vertical-Slash index keeps on a real model's heads (see the module doc).
+#[derive(clap::Parser)]
+struct Args {
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 8192)]
+    tokens: usize,
+    /// Text to pre-fill (default: this repository's book and results).
+    #[arg(long)]
+    file: Option<String>,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let tokens = value("--tokens")
-        .map_or(Ok(8192), |t| t.parse())
-        .unwrap_or_else(|_| {
-            eprintln!("--tokens takes a number");
-            std::process::exit(2)
-        });
-    if let Err(e) = run(tokens, value("--file").as_deref()) {
+    let args = <Args as clap::Parser>::parse();
+    if let Err(e) = run(args.tokens, args.file.as_deref()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
