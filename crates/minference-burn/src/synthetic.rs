@@ -23,6 +23,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Query positions whose slash codes are drawn at once (a few MiB at d = 128).
+const CODE_CHUNK: usize = 4096;
 
 /// Which inputs to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +187,7 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
     };
     let (local, slash, sink) = (amplitude(3.0), amplitude(4.0), amplitude(6.0));
     let noise = 0.5;
+    let group = heads / kv_heads;
     for b in 0..batch {
         for g in 0..kv_heads {
             let a = if kind == InputKind::PowerLaw {
@@ -198,9 +203,11 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
             columns.extend((0..4).map(|_| rng.random_range(0..n_keys)));
             columns.sort_unstable();
             columns.dedup();
-            for j in 0..n_keys {
-                let row = &mut k[((b * kv_heads + g) * n_keys + j) * d..][..d];
-                row.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
+            // The noise is drawn in order, from the one stream; the planted components depend
+            // on the position alone and are added in parallel, in the same order per entry.
+            let keys = &mut k[(b * kv_heads + g) * n_keys * d..][..n_keys * d];
+            keys.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
+            keys.par_chunks_mut(d).enumerate().for_each(|(j, row)| {
                 add_rotated(row, &a, j, local, &thetas);
                 for &(family, o) in &slashes {
                     row.iter_mut()
@@ -210,19 +217,36 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
                 if columns.binary_search(&j).is_ok() {
                     row.iter_mut().zip(&s).for_each(|(x, si)| *x += sink * si);
                 }
-            }
-            for h in g * (heads / kv_heads)..(g + 1) * (heads / kv_heads) {
-                for i in 0..n_queries {
-                    let p = offset + i;
-                    let row = &mut q[((b * heads + h) * n_queries + i) * d..][..d];
-                    row.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
-                    add_rotated(row, &a, p, local, &thetas);
-                    for &(family, _) in &slashes {
-                        row.iter_mut()
-                            .zip(code(family, p, d))
-                            .for_each(|(x, c)| *x += slash * c);
-                    }
-                    row.iter_mut().zip(&s).for_each(|(x, si)| *x += sink * si);
+            });
+            // The group's query heads are adjacent: one slice, head after head.
+            let queries =
+                &mut q[(b * heads + g * group) * n_queries * d..][..group * n_queries * d];
+            queries
+                .iter_mut()
+                .for_each(|x| *x = noise * normal(&mut rng));
+            // Each position's slash codes are drawn once for all the group's heads.
+            for first in (0..n_queries).step_by(CODE_CHUNK) {
+                let len = CODE_CHUNK.min(n_queries - first);
+                let codes: Vec<Vec<f32>> = (first..first + len)
+                    .into_par_iter()
+                    .flat_map_iter(|i| {
+                        slashes
+                            .iter()
+                            .map(move |&(family, _)| code(family, offset + i, d))
+                    })
+                    .collect();
+                for head in queries.chunks_mut(n_queries * d) {
+                    head[first * d..(first + len) * d]
+                        .par_chunks_mut(d)
+                        .zip(codes.par_chunks(slashes.len()))
+                        .enumerate()
+                        .for_each(|(r, (row, row_codes))| {
+                            add_rotated(row, &a, offset + first + r, local, &thetas);
+                            for c in row_codes {
+                                row.iter_mut().zip(c).for_each(|(x, c)| *x += slash * c);
+                            }
+                            row.iter_mut().zip(&s).for_each(|(x, si)| *x += sink * si);
+                        });
                 }
             }
             if b == 0 {
