@@ -13,12 +13,14 @@
 //!                      [--llama 32768,131072 [--chunk-rows 2048,8192]] [--dump-inputs DIR]
 //!                      [--matmul 2048,8192] [--burn-checks]
 //!                      [--inputs structured,powerlaw,random] [--patterns free,dense,bs,vs]
-//!                      [--large-check]
+//!                      [--mma-groups] [--large-check]
 //! ```
 //!
 //! `--index-checks-only` runs only the device estimation and index checks, not the kernel ones;
-//! `--mma-checks-only` only the register kernel's checks (indexed and index-free). Either skips
-//! the sweep unless `--sizes` names sizes.
+//! `--mma-checks-only` only the register kernels' checks (both: the device's choice and the
+//! grouped one; indexed and index-free). Either skips the sweep unless `--sizes` names sizes.
+//! `--mma-groups` sweeps the grouped register kernel (`Path::MmaGroups`) where the device's
+//! choice would run, for comparisons in one binary.
 //! `--patterns` picks the sweep's rows: `free` our index-free dense kernel, `dense` the indexed
 //! kernel on a dense index, `bs` Block-Sparse top-100, `vs` Vertical-Slash (1000, 6096).
 //! `--large-check` runs a layer past the kernels' 32-bit offsets (64/8 heads, 768K tokens) in
@@ -171,11 +173,18 @@ fn naive<B: Backend>(
 
 /// One correctness case for float type `F` on `path`.
 #[allow(clippy::too_many_arguments)]
+/// What a check runs: a path with the case's index, or a register path's index-free causal pass.
+#[derive(Clone, Copy)]
+enum Run {
+    Indexed(Path),
+    Causal(Path),
+}
+
 fn check_case<F: burn_cubecl::FloatElement + Element>(
     device: &Device,
     spec: &SyntheticSpec,
     patterns: &LayerPatterns,
-    path: Option<Path>,
+    path: Run,
     label: &str,
     rows: &mut Vec<String>,
     ok: &mut bool,
@@ -194,14 +203,19 @@ fn check_case<F: burn_cubecl::FloatElement + Element>(
     assert_eq!(ql.dtype(), F::dtype(), "inputs in the checked precision");
     let prim = |t: Tensor<Cuda<F>, 4>| t.into_primitive().tensor();
     let (qp, kp, vp) = (prim(ql.clone()), prim(kl.clone()), prim(vl.clone()));
-    // `path: None`: the index-free causal kernel (the case's patterns are all dense).
+    // `Causal(path)`: the index-free causal kernel of a register path (the case's patterns are
+    // all dense).
     let result = match path {
-        Some(path) => cube::attention_with_index(qp, kp, vp, &index, scale, Some(path), true),
-        None => cube::causal_attention(qp, kp, vp, &g, scale).and_then(|out| {
-            out.ok_or_else(|| {
-                minference::MinferenceError::Unsupported("no index-free causal path".into())
+        Run::Indexed(path) => {
+            cube::attention_with_index(qp, kp, vp, &index, scale, Some(path), true)
+        }
+        Run::Causal(path) => {
+            cube::causal_attention_on(qp, kp, vp, &g, scale, path).and_then(|out| {
+                out.ok_or_else(|| {
+                    minference::MinferenceError::Unsupported("no index-free causal path".into())
+                })
             })
-        }),
+        }
     };
     let line = match result {
         Err(e) => {
@@ -288,7 +302,7 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
                     device,
                     &spec,
                     &patterns,
-                    Some(Path::Portable),
+                    Run::Indexed(Path::Portable),
                     &format!("f32  portable {shape}"),
                     &mut rows,
                     &mut ok,
@@ -298,15 +312,17 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
                 ("portable", Path::Portable),
                 ("tensor-core", Path::TensorCore),
                 ("mma", Path::Mma),
+                ("mma-groups", Path::MmaGroups),
             ] {
-                if (path != Path::Portable && d % 16 != 0) || (mma_only && path != Path::Mma) {
+                let register = matches!(path, Path::Mma | Path::MmaGroups);
+                if (path != Path::Portable && d % 16 != 0) || (mma_only && !register) {
                     continue;
                 }
                 check_case::<half::bf16>(
                     device,
                     &spec,
                     &patterns,
-                    Some(path),
+                    Run::Indexed(path),
                     &format!("bf16 {name} {shape}"),
                     &mut rows,
                     &mut ok,
@@ -315,7 +331,7 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
                     device,
                     &spec,
                     &patterns,
-                    Some(path),
+                    Run::Indexed(path),
                     &format!("f16  {name} {shape}"),
                     &mut rows,
                     &mut ok,
@@ -341,24 +357,26 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
         };
         let dense = LayerPatterns::uniform(Pattern::Dense, heads).unwrap();
         let shape = format!("b{batch} h{heads}/{kv_heads} n{n_q}/{n_k} d{d}");
-        check_case::<half::bf16>(
-            device,
-            &spec,
-            &dense,
-            None,
-            &format!("bf16 causal (no index) {shape}"),
-            &mut rows,
-            &mut ok,
-        );
-        check_case::<half::f16>(
-            device,
-            &spec,
-            &dense,
-            None,
-            &format!("f16  causal (no index) {shape}"),
-            &mut rows,
-            &mut ok,
-        );
+        for (name, path) in [("", Path::Mma), (" groups", Path::MmaGroups)] {
+            check_case::<half::bf16>(
+                device,
+                &spec,
+                &dense,
+                Run::Causal(path),
+                &format!("bf16 causal{name} (no index) {shape}"),
+                &mut rows,
+                &mut ok,
+            );
+            check_case::<half::f16>(
+                device,
+                &spec,
+                &dense,
+                Run::Causal(path),
+                &format!("f16  causal{name} (no index) {shape}"),
+                &mut rows,
+                &mut ok,
+            );
+        }
     }
     (rows, ok)
 }
@@ -648,7 +666,11 @@ fn sweep(
     kinds: &[InputKind],
     selected: &[String],
     dump: Option<&std::path::Path>,
+    groups: bool,
 ) -> Vec<Record> {
+    // `--mma-groups`: the grouped register kernel where the device's choice would run.
+    let register = if groups { Path::MmaGroups } else { Path::Mma };
+    let tag = if groups { " [groups]" } else { "" };
     type B = Cuda<half::bf16>;
     let (heads, kv_heads, d) = (32, 8, 128);
     let scale = 1.0 / (d as f64).sqrt();
@@ -713,13 +735,13 @@ fn sweep(
                 // Causal dense with no index at all (what dense layers of the model run).
                 let prim = |t: &Tensor<B, 4>| t.clone().into_primitive().tensor();
                 let ms = time_ms(device, repeats, || {
-                    cube::causal_attention(prim(&q), prim(&k), prim(&v), &g, scale)
+                    cube::causal_attention_on(prim(&q), prim(&k), prim(&v), &g, scale, register)
                         .unwrap()
                         .expect("the mma path runs here");
                 });
                 let flops = 4.0 * heads as f64 * d as f64 * (n as f64) * (n as f64 + 64.0) / 2.0;
                 let record = Record {
-                    pattern: "dense (causal, no index)".into(),
+                    pattern: format!("dense (causal, no index){tag}"),
                     n,
                     input,
                     ms,
@@ -772,7 +794,7 @@ fn sweep(
                         &g,
                         &handles,
                         scale,
-                        path,
+                        path.or(groups.then_some(register)),
                         false,
                     )
                     .unwrap();
@@ -780,7 +802,7 @@ fn sweep(
                 let flops = index.computed_tiles() as f64 * 64.0 * 64.0 * d as f64 * 4.0;
                 let label = match path {
                     Some(Path::TensorCore) => format!("{pattern} [cmma path]"),
-                    _ => pattern.to_string(),
+                    _ => format!("{pattern}{tag}"),
                 };
                 let record = Record {
                     pattern: label,
@@ -1208,7 +1230,8 @@ fn main() {
                 other => panic!("--patterns takes free, dense, bs, vs; not {other}"),
             })
             .collect();
-        sweep(&device, &sizes, &kinds, &patterns, dump.as_deref())
+        let groups = args.iter().any(|a| a == "--mma-groups");
+        sweep(&device, &sizes, &kinds, &patterns, dump.as_deref(), groups)
     };
     if let Some(path) = value("--json") {
         let json: Vec<String> = records

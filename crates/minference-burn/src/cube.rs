@@ -196,6 +196,22 @@ pub fn causal_attention<R: CubeRuntime>(
     geometry: &Geometry,
     scale: f64,
 ) -> Result<Option<CubeTensor<R>>> {
+    causal_attention_on(q, k, v, geometry, scale, Path::Mma)
+}
+
+/// [`causal_attention`] on one of the register paths ([`Path::Mma`], the device's choice, or
+/// [`Path::MmaGroups`]); `None` also for any other path.
+pub fn causal_attention_on<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    geometry: &Geometry,
+    scale: f64,
+    path: Path,
+) -> Result<Option<CubeTensor<R>>> {
+    if !matches!(path, Path::Mma | Path::MmaGroups) {
+        return Ok(None);
+    }
     let client = q.client.clone();
     let problem = problem_of(&q, &k, geometry, scale)?;
     if path_for(&client, q.dtype, problem.head_dim) != Path::Mma
@@ -209,10 +225,10 @@ pub fn causal_attention<R: CubeRuntime>(
     let (q, k, v, o) = (q.binding(), k.binding(), v.binding(), out.clone().binding());
     let result = match dtype {
         DType::F16 => {
-            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, None, &problem, Path::Mma)
+            sparse_flash::launch::<R, half::f16>(&client, q, k, v, o, None, &problem, path)
         }
         DType::BF16 => {
-            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, None, &problem, Path::Mma)
+            sparse_flash::launch::<R, half::bf16>(&client, q, k, v, o, None, &problem, path)
         }
         _ => return Ok(None),
     };
@@ -465,6 +481,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
     fn engine(device: &Self::Device) -> &'static str {
         match path_for(&R::client(device), F::dtype(), 128) {
             Path::Mma => "cubecl mma register kernel",
+            Path::MmaGroups => "cubecl mma register kernel (grouped)",
             Path::TensorCore => "cubecl tensor-core kernel",
             Path::Portable => "cubecl portable kernel",
         }

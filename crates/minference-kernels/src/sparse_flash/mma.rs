@@ -1,5 +1,8 @@
-//! The register-resident sparse flash kernel: manual `mma.m16n8k16` products, softmax in
-//! registers (FlashAttention-2's structure).
+//! The grouped register kernel ([`super::Path::MmaGroups`]): manual `mma.m16n8k16` products,
+//! softmax in registers (FlashAttention-2's structure), 16 query rows a plane. Where shared
+//! memory holds four of its cubes, [`super::Path::Mma`] runs the `wide` kernel instead (32 rows
+//! a plane, 1.16–1.21× faster on the H100); this one runs elsewhere, and its staging helpers
+//! serve both.
 //!
 //! A group of four 32-wide planes computes one 64-row query block; plane `w` owns rows
 //! `16w..16w+16`. Lane `l` of a plane holds, for every 16×8 accumulator tile, rows `l/4` and
@@ -40,7 +43,7 @@ type Pair<F> = Vector<F, Const<2>>;
 
 /// The key of gathered column `c` of a row's column list (`n_keys`, no key, past its end).
 #[cube]
-fn column_key(
+pub(super) fn column_key(
     c: usize,
     columns: usize,
     column_index: &Array<u32>,
@@ -65,7 +68,7 @@ fn column_key(
 /// was a global load (and a division) per copy.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn stage_rows<F: Float>(
+pub(super) fn stage_rows<F: Float>(
     x: &Tensor<Wide<F>>,
     base: usize,
     row: usize,
@@ -78,20 +81,22 @@ fn stage_rows<F: Float>(
     column_index: &Array<u32>,
     column_base: usize,
     n_keys: usize,
+    tid: usize,
+    #[comptime] units: usize,
     #[comptime] head_dim: usize,
     #[comptime] asynchronous: bool,
 ) {
-    let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
     let slots = comptime!(head_dim / 8usize + 1usize);
-    // `8·head_dim` copies over the group's 128 units: a fixed, unrolled count. Bounded at run
+    let passes = comptime!(8usize * head_dim / units);
+    // `8·head_dim` copies over the group's `units` units: a fixed, unrolled count. Bounded at run
     // time from the unit index, the loop measured 15 % slower in the index-free kernel
     // (H200: 160 against 188 TFLOP/s at 128K). A tile's rows are consecutive keys; a chunk of
     // gathered columns looks each key up. The two loops keep that choice out of every copy.
     if item < tiles {
         #[unroll]
-        for i in 0..comptime!(head_dim / 16usize) {
-            let r = pass_row(tid, i, head_dim);
-            let c8 = pass_column(tid, i, head_dim);
+        for i in 0..passes {
+            let r = pass_row(tid, i, units, head_dim);
+            let c8 = pass_column(tid, i, units, head_dim);
             copy_row::<F>(
                 x,
                 base + c8,
@@ -108,9 +113,9 @@ fn stage_rows<F: Float>(
         // but CubeCL folds.)
         let first = (item - usize::min(item, tiles)) * 64usize;
         #[unroll]
-        for i in 0..comptime!(head_dim / 16usize) {
-            let r = pass_row(tid, i, head_dim);
-            let c8 = pass_column(tid, i, head_dim);
+        for i in 0..passes {
+            let r = pass_row(tid, i, units, head_dim);
+            let c8 = pass_column(tid, i, units, head_dim);
             let key = column_key(first + r, columns, column_index, column_base, n_keys);
             copy_row::<F>(
                 x,
@@ -126,29 +131,34 @@ fn stage_rows<F: Float>(
     }
 }
 
-/// The row unit `tid` copies in pass `i` of [`stage_rows`] (128 copies of 16 bytes a pass).
+/// The row unit `tid` copies in pass `i` of [`stage_rows`] (`units` copies of 16 bytes a pass).
 ///
 /// Where a pass covers whole rows (d = 16, 32, 64, 128) a unit keeps its 16-byte column and
-/// steps down `128 / chunks` rows a pass: written so, the division by `chunks` is the same in
-/// every pass and done once, where NVCC cannot see that `(tid + 128·i) / chunks` is
-/// `tid / chunks + 128·i / chunks` (a wrapping `u32` sum) and divides per copy.
+/// steps down `units / chunks` rows a pass: written so, the division by `chunks` is the same in
+/// every pass and done once, where NVCC cannot see that `(tid + units·i) / chunks` is
+/// `tid / chunks + units·i / chunks` (a wrapping `u32` sum) and divides per copy.
 #[cube]
-fn pass_row(tid: usize, i: usize, #[comptime] head_dim: usize) -> usize {
+fn pass_row(tid: usize, i: usize, #[comptime] units: usize, #[comptime] head_dim: usize) -> usize {
     let chunks = comptime!(head_dim / 8usize);
-    let mut r = tid / chunks + i * comptime!(128usize / chunks);
-    if comptime!(!128usize.is_multiple_of(chunks)) {
-        r = (tid + i * 128usize) / chunks;
+    let mut r = tid / chunks + i * comptime!(units / chunks);
+    if comptime!(!units.is_multiple_of(chunks)) {
+        r = (tid + i * units) / chunks;
     }
     r
 }
 
 /// The 16-byte column unit `tid` copies in pass `i` of [`stage_rows`] (see [`pass_row`]).
 #[cube]
-fn pass_column(tid: usize, i: usize, #[comptime] head_dim: usize) -> usize {
+fn pass_column(
+    tid: usize,
+    i: usize,
+    #[comptime] units: usize,
+    #[comptime] head_dim: usize,
+) -> usize {
     let chunks = comptime!(head_dim / 8usize);
     let mut c8 = tid % chunks;
-    if comptime!(!128usize.is_multiple_of(chunks)) {
-        c8 = (tid + i * 128usize) % chunks;
+    if comptime!(!units.is_multiple_of(chunks)) {
+        c8 = (tid + i * units) % chunks;
     }
     c8
 }
@@ -157,7 +167,7 @@ fn pass_column(tid: usize, i: usize, #[comptime] head_dim: usize) -> usize {
 /// the keys' end (`cp.async` with a source size of zero, or a plain store).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn copy_row<F: Float>(
+pub(super) fn copy_row<F: Float>(
     x: &Tensor<Wide<F>>,
     from: usize,
     row: usize,
@@ -213,12 +223,13 @@ fn stage_item<F: Float>(
     column_index: &Array<u32>,
     column_base: usize,
     n_keys: usize,
+    tid: usize,
+    #[comptime] units: usize,
     #[comptime] head_dim: usize,
     #[comptime] asynchronous: bool,
 ) {
     // Only gathered columns need their key positions in shared memory: a tile's are its start
     // plus the column, which the mask computes.
-    let tid = ((UNIT_POS_Y % 4u32) * 32u32 + UNIT_POS_X) as usize;
     if item >= tiles && tid < 64usize {
         let c = (item - tiles) * 64usize + tid;
         keys[key_at + tid] = column_key(c, columns, column_index, column_base, n_keys) as u32;
@@ -236,6 +247,8 @@ fn stage_item<F: Float>(
         column_index,
         column_base,
         n_keys,
+        tid,
+        units,
         head_dim,
         asynchronous,
     );
@@ -252,6 +265,8 @@ fn stage_item<F: Float>(
         column_index,
         column_base,
         n_keys,
+        tid,
+        units,
         head_dim,
         asynchronous,
     );
@@ -291,7 +306,7 @@ fn group_commit(b0: &Barrier, b1: &Barrier, b2: &Barrier, group: usize, #[compti
 
 /// The start column of item `item` (0 for gathered-column chunks).
 #[cube]
-fn tile_start_of(
+pub(super) fn tile_start_of(
     item: usize,
     tiles: usize,
     block_offset: &Array<u32>,
@@ -345,6 +360,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
 ) {
     let lane = UNIT_POS_X as usize;
     let plane = (UNIT_POS_Y % 4u32) as usize;
+    // The unit's index within its group: the staging splits copies over the group's units.
+    let tid = plane * 32usize + lane;
     let unit_group = (UNIT_POS_Y / 4u32) as usize;
     let g = lane / 4usize;
     let t = lane % 4usize;
@@ -435,6 +452,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
         column_index,
         0usize,
         q_rows,
+        tid,
+        128usize,
         head_dim,
         false,
     );
@@ -500,6 +519,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
             column_index,
             column_base,
             n_keys,
+            tid,
+            128usize,
             head_dim,
             true,
         );
@@ -533,6 +554,8 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 column_index,
                 column_base,
                 n_keys,
+                tid,
+                128usize,
                 head_dim,
                 true,
             );

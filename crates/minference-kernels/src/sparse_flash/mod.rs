@@ -8,6 +8,7 @@ mod loop_cap;
 mod mma;
 mod portable;
 mod tensor_core;
+mod wide;
 
 pub use loop_cap::loop_cap;
 
@@ -136,10 +137,16 @@ pub enum Path {
     TensorCore,
     /// Manual `mma.m16n8k16` products with the scores, softmax and output in registers
     /// (FlashAttention-2's structure): f16/bf16, head dims 16..=128 in steps of 16, inputs whose
-    /// head dimension is contiguous (16-byte loads). K/V tiles come in with `cp.async` into two
-    /// buffers, the next tile's copies in flight while the current one is computed. Three query
-    /// blocks share a cube where shared memory allows ([`mma_groups`]).
+    /// head dimension is contiguous (16-byte loads), K/V tiles copied with `cp.async`. Where
+    /// shared memory holds four of its cubes (H100/H200), 32 query rows a plane (the `wide`
+    /// module: each K/V fragment feeds two products); elsewhere [`Path::MmaGroups`]' kernel.
     Mma,
+    /// The register kernel with 16 query rows a plane and up to three query blocks a cube
+    /// ([`mma_groups`]), double-buffered K/V tiles: what [`Path::Mma`] runs where the wide
+    /// kernel's cubes do not fit four to an SM; named so that tests and benchmarks can run it
+    /// anywhere. H100, bf16, d = 128, 128K: 233 TFLOP/s index-free and 222 Block-Sparse, against
+    /// the wide kernel's 270–275 and 267–268.
+    MmaGroups,
 }
 
 /// `elem × elem → f32` products of shape `m×n×16` for one 32-wide plane (both tensor-core
@@ -232,6 +239,23 @@ fn mma_groups<R: Runtime>(client: &ComputeClient<R>, head_dim: usize) -> usize {
     fit.clamp(1, mma::MAX_GROUPS)
 }
 
+/// Whether [`Path::Mma`] runs the wide kernel: where shared memory holds four of its cubes
+/// (eight planes, 256 query rows an SM; H100/H200: 210 of 227 KiB at d = 128), the shape it was
+/// measured faster in (session 13, H100, bf16, d = 128: 1.16–1.18× index-free, 1.20–1.22×
+/// Block-Sparse top-100 at 128K and 256K). Fewer would leave an SM two to six planes, where the
+/// grouped kernel keeps eight to twelve.
+fn wide_fits<R: Runtime>(client: &ComputeClient<R>, head_dim: usize) -> bool {
+    wide_fits_in(
+        client.properties().hardware.max_shared_memory_size,
+        head_dim,
+    )
+}
+
+/// [`wide_fits`] for `shared` bytes of shared memory.
+fn wide_fits_in(shared: usize, head_dim: usize) -> bool {
+    shared >= 4 * wide::shared_bytes(head_dim)
+}
+
 /// Keys per shared-memory chunk of the portable kernel: the largest power of two that keeps the
 /// fp32 K and V chunks within 16 KiB (half of the 32 KiB the smallest devices offer).
 fn portable_chunk(head_dim: usize) -> usize {
@@ -242,8 +266,9 @@ fn portable_chunk(head_dim: usize) -> usize {
 /// Launches sparse flash attention: `out[b, h, r] = softmax(q·Kᵀ·scale over the index) · V`.
 ///
 /// `index: None` is causal dense attention without an index (every key up to each query's
-/// position), which only [`Path::Mma`] runs on inputs it can load 16 bytes at a time
-/// ([`KernelError::NoCausalDense`] otherwise: build a dense index and call again).
+/// position), which only the register paths ([`Path::Mma`], [`Path::MmaGroups`]) run, on inputs
+/// they can load 16 bytes at a time ([`KernelError::NoCausalDense`] otherwise: build a dense
+/// index and call again).
 /// `q`/`out` are `[batch, heads, n_queries, head_dim]`, `k`/`v` `[batch, kv_heads, n_keys,
 /// head_dim]`, any strides (`out` must not alias anything). Every output row is written.
 /// [`Path::TensorCore`] needs f16/bf16 and a head dimension that is a multiple of 16; whether
@@ -325,7 +350,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
             }
         };
     }
-    if causal_dense && path != Path::Mma {
+    if causal_dense && !matches!(path, Path::Mma | Path::MmaGroups) {
         return Err(KernelError::NoCausalDense);
     }
     match path {
@@ -363,7 +388,7 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 );
             }
         }
-        Path::TensorCore | Path::Mma => {
+        Path::TensorCore | Path::Mma | Path::MmaGroups => {
             let elem = F::as_type_native_unchecked().storage_type();
             if !p.head_dim.is_multiple_of(16) {
                 return Err(KernelError::HeadDim(p.head_dim));
@@ -372,10 +397,18 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 return Err(KernelError::NoTensorCores);
             }
             let size = elem.size();
-            let registers = path == Path::Mma
+            let registers = matches!(path, Path::Mma | Path::MmaGroups)
                 && p.head_dim <= 128
                 && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
-            if registers {
+            if registers && path == Path::Mma && wide_fits(client, p.head_dim) {
+                launch_kernel!(
+                    wide::sparse_flash_wide::launch_unchecked::<F, R>,
+                    count.clone(),
+                    CubeDim::new_2d(32, 2),
+                    [],
+                    causal_dense
+                )
+            } else if registers {
                 let groups = mma_groups(client, p.head_dim);
                 let count = CubeCount::Static(
                     p.query_blocks().div_ceil(groups) as u32,
@@ -420,6 +453,19 @@ mod tests {
             head_dim: 64,
             scale,
         }
+    }
+
+    #[test]
+    fn the_wide_kernel_runs_where_four_cubes_fit() {
+        // H100/H200: 227 KiB a cube at most; four wide cubes take 210 KiB at d = 128.
+        assert!(wide_fits_in(232_448, 128));
+        assert_eq!(4 * wide::shared_bytes(128), 209_920);
+        // A100 (163 KiB) and consumer parts (99 KiB) keep the grouped kernel at d = 128.
+        assert!(!wide_fits_in(166_912, 128));
+        assert!(!wide_fits_in(101_376, 128));
+        // Smaller heads take smaller tiles: four fit in 99 KiB up to d = 48.
+        assert!(wide_fits_in(101_376, 48));
+        assert!(!wide_fits_in(101_376, 64));
     }
 
     #[test]
