@@ -34,6 +34,18 @@ pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
 /// and [`emit_top`] share it).
 const SCRATCH_BYTES: usize = scratch_words(SELECT_UNITS) * 4;
 
+/// Units of a [`select`] cube for rows of up to `capacity` key blocks: one per 64 blocks, from
+/// 64 (two planes) to [`SELECT_UNITS`]. Each round of the selection counts a unit's keys and
+/// then sums the counts over the cube, and in a cube of 256 units the sums (every unit reads
+/// 48 partial counts) cost as much as the keys of a short row. H100, Block-Sparse top-100
+/// index, same call, two runs each, 256 → 128 → 64 → 32 units: 4.6–4.7 → 3.9 → 3.7 → 3.7 ms at
+/// 128K (2048 key blocks), 12.2–12.3 → 10.6 → 10.5 → 10.5 at 256K (4096). Longer rows keep
+/// more units: their shared memory (64 KiB at 1M) leaves an SM three cubes, which need the
+/// planes.
+fn select_units(capacity: usize) -> usize {
+    (capacity / 64).clamp(64, SELECT_UNITS)
+}
+
 /// [`max_key_blocks`] for `shared` bytes of shared memory.
 fn blocks_in(shared: usize) -> usize {
     let fit = shared.saturating_sub(SCRATCH_BYTES) / 4;
@@ -226,6 +238,7 @@ pub fn select(
     max_blocks: u32,
     scale: f32,
     #[comptime] capacity: usize,
+    #[comptime] units: usize,
 ) {
     let tid = UNIT_POS_X as usize;
     let local = CUBE_POS_X as usize;
@@ -248,9 +261,9 @@ pub fn select(
         let row = (bh * chunk + local) * key_blocks;
 
         let mut keys = SharedMemory::<u32>::new(capacity);
-        let mut scratch = SharedMemory::<u32>::new(comptime!(scratch_words(SELECT_UNITS)));
+        let mut scratch = SharedMemory::<u32>::new(comptime!(scratch_words(units)));
         let mut forced_count = 0u32;
-        for j in range_stepped(tid, visible, SELECT_UNITS) {
+        for j in range_stepped(tid, visible, units) {
             let forced = (j >= first_diag && j <= last_diag) || j + 1 == first_diag || j == 0;
             let mut key = FORCED.runtime();
             if forced {
@@ -260,7 +273,7 @@ pub fn select(
             }
             keys[j] = key;
         }
-        let forced_total = cube_sum(forced_count, &mut scratch, SELECT_UNITS);
+        let forced_total = cube_sum(forced_count, &mut scratch, units);
         let budget = u32::min(u32::max(wanted, forced_total), visible as u32);
         emit_top(
             &keys.to_slice(),
@@ -270,7 +283,7 @@ pub fn select(
             slot * max_blocks as usize,
             64u32,
             &mut scratch,
-            SELECT_UNITS,
+            units,
         );
         if tid == 0usize {
             block_count[slot] = budget;
@@ -333,6 +346,8 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
     // at `CHUNK` rows a head (32 heads at 1M: 67 MB).
     let bh = p.batch * p.heads;
     let scores = client.empty(bh * CHUNK.min(qb) * kb * 4);
+    let capacity = capacity_for(kb);
+    let units = select_units(capacity);
     for first in (0..qb).step_by(CHUNK) {
         let len = CHUNK.min(qb - first);
         unsafe {
@@ -358,7 +373,7 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             select::launch_unchecked::<R>(
                 client,
                 CubeCount::Static(len as u32, p.heads as u32, p.batch as u32),
-                CubeDim::new_1d(SELECT_UNITS as u32),
+                CubeDim::new_1d(units as u32),
                 words(&scores, bh * len * kb)?,
                 words(&top_k_handle, top_k.len())?,
                 words(&index.block_count, rows)?,
@@ -371,7 +386,8 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
                 p.query_offset as u32,
                 index.max_blocks as u32,
                 p.scale,
-                capacity_for(kb),
+                capacity,
+                units,
             );
         }
     }
@@ -397,5 +413,19 @@ mod tests {
         let used = |capacity: usize| capacity * 4 + SCRATCH_BYTES;
         assert!(used(blocks_in(232_448)) <= 232_448);
         assert!(used(blocks_in(32 * 1024)) <= 32 * 1024);
+    }
+
+    #[test]
+    fn select_units_grow_with_the_row_within_the_scratch() {
+        // Up to 256K keys (4096 blocks): two planes; 1M keys: the full cube.
+        assert_eq!(select_units(capacity_for(2048)), 64);
+        assert_eq!(select_units(capacity_for(4096)), 64);
+        assert_eq!(select_units(capacity_for(8192)), 128);
+        assert_eq!(select_units(capacity_for(16_384)), 256);
+        for capacity in [MIN_CAPACITY, 2048, 4096, 8192, 16_384, 32_768] {
+            let units = select_units(capacity);
+            // The sums' two levels of sixteen, and SCRATCH_BYTES' bound.
+            assert!(units.is_multiple_of(16) && units <= SELECT_UNITS);
+        }
     }
 }

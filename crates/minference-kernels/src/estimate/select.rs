@@ -16,7 +16,8 @@
 
 use cubecl::prelude::*;
 
-/// Units of a Block-Sparse selecting cube (one per query block: many small rows).
+/// Most units of a Block-Sparse selecting cube (one per query block: many small rows; short
+/// rows take fewer, see `block_sparse::select_units`).
 pub const SELECT_UNITS: usize = 256;
 /// Units of a Vertical-Slash selecting cube (one per head and kind: few rows of `n` entries).
 pub const ROW_UNITS: usize = 512;
