@@ -35,7 +35,9 @@ fn path_for<R: CubeRuntime>(
 /// indexed pass: the ratio of their measured rates per computed tile on the H200
 /// (`benches/RESULTS.md`, session 10, bf16, d = 128: 0.90–0.99 from 16K to 256K tokens, the
 /// lowest taken; it was ~0.70 before the indexed kernel ran three independent query blocks a
-/// cube). The index is already built when the switch is decided, so only the rates count.
+/// cube). The index is already built when the switch is decided, so only the rates count. With
+/// 32 query rows a plane (H100, session 13) the ratio was 0.92–1.07 but for one row at 0.83
+/// (Block-Sparse, 64K, random, one call): the switch stays.
 pub const DENSE_ABOVE: f64 = 0.9;
 
 /// A fresh contiguous `[batch, heads, n, head_dim]` output, optionally filled with NaN so that
@@ -487,8 +489,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SparseAtte
         }
     }
 
-    /// Where the register kernel runs, its index-free causal pass (237–246 TFLOP/s on the H200,
-    /// bf16, d = 128) beats the indexed one (215–234 per computed tile) once the index keeps
+    /// Where the register kernel runs, its index-free causal pass (271–289 TFLOP/s on the H100,
+    /// bf16, d = 128) beats the indexed one (240–298 per computed tile) once the index keeps
     /// more than [`DENSE_ABOVE`] of the pairs.
     fn dense_above(device: &Self::Device, head_dim: usize, dtype: DType) -> Option<f64> {
         (path_for(&R::client(device), dtype, head_dim) == Path::Mma).then_some(DENSE_ABOVE)

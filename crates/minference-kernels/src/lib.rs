@@ -8,7 +8,9 @@
 //!   (64-wide key tiles with a causal mask inside + gathered single columns), online softmax
 //!   with fp32 statistics and accumulators, grouped-query heads read in place. Three paths: a
 //!   portable one (any device, any float), a tensor-core one (`cmma`, f16/bf16) and a
-//!   register-resident one (manual `mma`, softmax in registers, f16/bf16).
+//!   register-resident one (manual `mma`, softmax in registers, f16/bf16; 32 query rows a
+//!   plane where shared memory holds four of its cubes, 16 rows and grouped query blocks
+//!   elsewhere).
 //! - [`estimate`]: the index estimates computed on the device (Vertical-Slash scores, top-k
 //!   selections, Block-Sparse pooling).
 //! - [`index`]: the whole unified index of a layer built on the device from per-head plans.
