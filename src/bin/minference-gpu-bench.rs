@@ -171,8 +171,6 @@ fn naive<B: Backend>(
     p.matmul(v.clone()).reshape([b, h, n_q, d])
 }
 
-/// One correctness case for float type `F` on `path`.
-#[allow(clippy::too_many_arguments)]
 /// What a check runs: a path with the case's index, or a register path's index-free causal pass.
 #[derive(Clone, Copy)]
 enum Run {
@@ -180,6 +178,8 @@ enum Run {
     Causal(Path),
 }
 
+/// One correctness case for float type `F` on `path`.
+#[allow(clippy::too_many_arguments)]
 fn check_case<F: burn_cubecl::FloatElement + Element>(
     device: &Device,
     spec: &SyntheticSpec,

@@ -1,7 +1,7 @@
 //! The grouped register kernel ([`super::Path::MmaGroups`]): manual `mma.m16n8k16` products,
 //! softmax in registers (FlashAttention-2's structure), 16 query rows a plane. Where shared
 //! memory holds four of its cubes, [`super::Path::Mma`] runs the `wide` kernel instead (32 rows
-//! a plane, 1.16–1.21× faster on the H100); this one runs elsewhere, and its staging helpers
+//! a plane, 1.16–1.22× faster on the H100); this one runs elsewhere, and its staging helpers
 //! serve both.
 //!
 //! A group of four 32-wide planes computes one 64-row query block; plane `w` owns rows
