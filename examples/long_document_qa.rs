@@ -169,25 +169,24 @@ fn run<B: SparseAttentionBackend>(device: B::Device, tokens: usize) -> Result<()
     Ok(())
 }
 
+#[derive(clap::Parser)]
+struct Args {
+    /// Length of the generated report in tokens.
+    #[arg(long, default_value_t = 3500)]
+    tokens: usize,
+    /// cpu, vulkan or (with --features cuda) cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let tokens = value("--tokens")
-        .map_or(Ok(3500), |t| t.parse())
-        .unwrap_or_else(|_| {
-            eprintln!("--tokens takes a number");
-            std::process::exit(2)
-        });
-    let result = match value("--device").as_deref() {
-        None | Some("cpu") => run::<minference::backend::Cpu>(Default::default(), tokens),
-        Some("vulkan") => run::<minference::backend::Vulkan>(Default::default(), tokens),
+    let Args { tokens, device } = <Args as clap::Parser>::parse();
+    let result = match device.as_str() {
+        "cpu" => run::<minference::backend::Cpu>(Default::default(), tokens),
+        "vulkan" => run::<minference::backend::Vulkan>(Default::default(), tokens),
         #[cfg(feature = "cuda")]
-        Some("cuda") => run::<minference::backend::Cuda<half::bf16>>(Default::default(), tokens),
-        Some(other) => Err(format!(
+        "cuda" => run::<minference::backend::Cuda<half::bf16>>(Default::default(), tokens),
+        other => Err(format!(
             "unknown device {other:?}: cpu, vulkan or (with --features cuda) cuda"
         )),
     };

@@ -64,30 +64,31 @@ fn run<B: SparseAttentionBackend>(
     Ok(())
 }
 
+#[derive(clap::Parser)]
+struct Args {
+    /// Prompt lengths in tokens, separated by commas.
+    #[arg(long, value_delimiter = ',', default_value = "1024,2048")]
+    lengths: Vec<usize>,
+    /// Where the heat-map PNG goes.
+    #[arg(long, default_value = "needle.png")]
+    out: String,
+    /// cpu, vulkan or (with --features cuda) cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let lengths: Vec<usize> = value("--lengths")
-        .unwrap_or_else(|| "1024,2048".into())
-        .split(',')
-        .map(|s| {
-            s.parse()
-                .expect("--lengths takes numbers separated by commas")
-        })
-        .collect();
-    let out = value("--out").unwrap_or_else(|| "needle.png".into());
-    let result = match value("--device").as_deref() {
-        None | Some("cpu") => run::<minference::backend::Cpu>(Default::default(), &lengths, &out),
-        Some("vulkan") => run::<minference::backend::Vulkan>(Default::default(), &lengths, &out),
+    let Args {
+        lengths,
+        out,
+        device,
+    } = <Args as clap::Parser>::parse();
+    let result = match device.as_str() {
+        "cpu" => run::<minference::backend::Cpu>(Default::default(), &lengths, &out),
+        "vulkan" => run::<minference::backend::Vulkan>(Default::default(), &lengths, &out),
         #[cfg(feature = "cuda")]
-        Some("cuda") => {
-            run::<minference::backend::Cuda<half::bf16>>(Default::default(), &lengths, &out)
-        }
-        Some(other) => Err(format!(
+        "cuda" => run::<minference::backend::Cuda<half::bf16>>(Default::default(), &lengths, &out),
+        other => Err(format!(
             "unknown device {other:?}: cpu, vulkan or (with --features cuda) cuda"
         )),
     };
