@@ -1112,31 +1112,86 @@ fn matmul_rates(device: &Device, row_counts: &[usize]) {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    // "Only" means only: a checks-only run sweeps nothing unless sizes are named.
-    let checks_only = args
-        .iter()
-        .any(|a| a == "--mma-checks-only" || a == "--index-checks-only");
-    let run_sweep = match value("--sizes").as_deref() {
-        Some("none") => false,
-        Some(_) => true,
-        None => !checks_only,
-    };
-    let sizes: Vec<usize> = value("--sizes")
-        .filter(|s| s != "none")
-        .map(|s| {
-            s.split(',')
-                .map(|x| x.parse().expect("--sizes takes numbers"))
-                .collect()
+/// Checks minference-rs's GPU kernels against the host reference, then times them against
+/// dense attention (bf16, 32/8 heads, d = 128).
+#[derive(clap::Parser)]
+struct Args {
+    /// Sweep sizes in tokens, separated by commas, or `none` (default: 16K-256K, or none with a
+    /// checks-only flag).
+    #[arg(long, value_parser = parse_sizes)]
+    sizes: Option<Sizes>,
+    /// Skip the correctness checks.
+    #[arg(long)]
+    skip_checks: bool,
+    /// Only the device estimation and index checks.
+    #[arg(long)]
+    index_checks_only: bool,
+    /// Only the register kernels' checks.
+    #[arg(long)]
+    mma_checks_only: bool,
+    /// Write the checks and the sweep's records here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Also time the Llama-3.1-8B-shaped pre-fill at these lengths.
+    #[arg(long, value_delimiter = ',')]
+    llama: Vec<usize>,
+    /// Row chunks of the pre-fill's row-wise parts (with --llama).
+    #[arg(long, value_delimiter = ',')]
+    chunk_rows: Vec<usize>,
+    /// Write the sweep's exact Q, K and V here as `.npy`.
+    #[arg(long)]
+    dump_inputs: Option<std::path::PathBuf>,
+    /// Time Burn's matmul on a Llama-3-8B layer's shapes for these row counts.
+    #[arg(long, value_delimiter = ',')]
+    matmul: Vec<usize>,
+    /// Compare Burn's own GPU matmul and softmax with the host's.
+    #[arg(long)]
+    burn_checks: bool,
+    /// The sweep's inputs.
+    #[arg(long, value_delimiter = ',', default_value = "structured,powerlaw,random",
+          value_parser = ["structured", "powerlaw", "random"])]
+    inputs: Vec<String>,
+    /// The sweep's rows.
+    #[arg(long, value_delimiter = ',', default_value = "free,dense,bs,vs",
+          value_parser = ["free", "dense", "bs", "vs"])]
+    patterns: Vec<String>,
+    /// Sweep the grouped register kernel where the device's choice would run.
+    #[arg(long)]
+    mma_groups: bool,
+    /// Run a layer past the kernels' 32-bit offsets in passes.
+    #[arg(long)]
+    large_check: bool,
+}
+
+/// `--sizes`: a list of token counts, or `none`.
+#[derive(Clone)]
+enum Sizes {
+    None,
+    List(Vec<usize>),
+}
+
+fn parse_sizes(s: &str) -> Result<Sizes, String> {
+    if s == "none" {
+        return Ok(Sizes::None);
+    }
+    s.split(',')
+        .map(|x| {
+            x.parse()
+                .map_err(|_| format!("{x:?} is not a number of tokens"))
         })
-        .unwrap_or_else(|| vec![16384, 32768, 65536, 131072, 262144]);
+        .collect::<Result<_, _>>()
+        .map(Sizes::List)
+}
+
+fn main() {
+    let args = <Args as clap::Parser>::parse();
+    // "Only" means only: a checks-only run sweeps nothing unless sizes are named.
+    let checks_only = args.mma_checks_only || args.index_checks_only;
+    let (run_sweep, sizes) = match &args.sizes {
+        Some(Sizes::None) => (false, Vec::new()),
+        Some(Sizes::List(sizes)) => (true, sizes.clone()),
+        None => (!checks_only, vec![16384, 32768, 65536, 131072, 262144]),
+    };
     let device = Device::default();
     println!(
         "engine: {}",
@@ -1144,12 +1199,12 @@ fn main() {
     );
     let mut ok = true;
     let mut check_rows = Vec::new();
-    if args.iter().any(|a| a == "--mma-checks-only") {
+    if args.mma_checks_only {
         let (rows, pass) = checks(&device, true);
         ok = pass;
         check_rows = rows;
         println!("mma checks: {}", if ok { "all passed" } else { "FAILURES" });
-    } else if args.iter().any(|a| a == "--index-checks-only") {
+    } else if args.index_checks_only {
         // The device estimation and index against the host's, without the kernel checks.
         let (rows, scores_ok) = score_checks(&device);
         ok = scores_ok;
@@ -1158,7 +1213,7 @@ fn main() {
             "index checks: {}",
             if ok { "all passed" } else { "FAILURES" }
         );
-    } else if !args.iter().any(|a| a == "--skip-checks") {
+    } else if !args.skip_checks {
         let (mut rows, pass) = checks(&device, false);
         let (line, fused_ok) = fused_check(&device);
         println!("{line}");
@@ -1172,13 +1227,13 @@ fn main() {
         check_rows = rows;
         println!("checks: {}", if ok { "all passed" } else { "FAILURES" });
     }
-    if args.iter().any(|a| a == "--large-check") {
+    if args.large_check {
         let (line, large_ok) = large_layer_check(&device);
         println!("{line}");
         check_rows.push(line);
         ok &= large_ok;
     }
-    if args.iter().any(|a| a == "--burn-checks") {
+    if args.burn_checks {
         let (rows, pass) = burn_checks(&device);
         println!(
             "burn checks: {}",
@@ -1187,60 +1242,41 @@ fn main() {
         check_rows.extend(rows);
         ok &= pass;
     }
-    if let Some(rows) = value("--matmul") {
-        let rows: Vec<usize> = rows
-            .split(',')
-            .map(|x| x.parse().expect("--matmul takes numbers"))
-            .collect();
-        matmul_rates(&device, &rows);
+    if !args.matmul.is_empty() {
+        matmul_rates(&device, &args.matmul);
     }
-    if let Some(llama) = value("--llama") {
-        let sizes: Vec<usize> = llama
-            .split(',')
-            .map(|x| x.parse().expect("--llama takes numbers"))
-            .collect();
-        let chunks: Vec<usize> = value("--chunk-rows")
-            .map(|c| {
-                c.split(',')
-                    .map(|x| x.parse().expect("--chunk-rows takes numbers"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        llama_e2e(&device, &sizes, &chunks);
+    if !args.llama.is_empty() {
+        llama_e2e(&device, &args.llama, &args.chunk_rows);
     }
     let records = if !run_sweep {
         Vec::new()
     } else {
-        let dump = value("--dump-inputs").map(std::path::PathBuf::from);
-        let kinds: Vec<InputKind> = value("--inputs")
-            .unwrap_or_else(|| "structured,powerlaw,random".into())
-            .split(',')
-            .map(|k| match k {
+        let kinds: Vec<InputKind> = args
+            .inputs
+            .iter()
+            .map(|k| match k.as_str() {
                 "structured" => InputKind::Structured,
                 "powerlaw" => InputKind::PowerLaw,
-                "random" => InputKind::Random,
-                other => panic!("--inputs takes structured, powerlaw, random; not {other}"),
+                _ => InputKind::Random,
             })
             .collect();
-        let patterns: Vec<String> = value("--patterns")
-            .unwrap_or_else(|| "free,dense,bs,vs".into())
-            .split(',')
-            .map(|p| match p {
-                "free" | "dense" | "bs" | "vs" => p.to_string(),
-                other => panic!("--patterns takes free, dense, bs, vs; not {other}"),
-            })
-            .collect();
-        let groups = args.iter().any(|a| a == "--mma-groups");
-        sweep(&device, &sizes, &kinds, &patterns, dump.as_deref(), groups)
+        sweep(
+            &device,
+            &sizes,
+            &kinds,
+            &args.patterns,
+            args.dump_inputs.as_deref(),
+            args.mma_groups,
+        )
     };
-    if let Some(path) = value("--json") {
+    if let Some(path) = &args.json {
         let json: Vec<String> = records
             .iter()
             .map(|r| format!("{{\"pattern\": \"{}\", \"n\": {}, \"input\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.2}, \"density\": {:.5}, \"index_ms\": {:.2}}}", r.pattern, r.n, r.input, r.ms, r.tflops, r.density, r.index_ms))
             .collect();
         let checks_json: Vec<String> = check_rows.iter().map(|r| format!("{:?}", r)).collect();
         std::fs::write(
-            &path,
+            path,
             format!(
                 "{{\"checks_passed\": {ok}, \"checks\": [{}], \"records\": [{}]}}\n",
                 checks_json.join(", "),
