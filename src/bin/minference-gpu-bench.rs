@@ -318,21 +318,12 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
                 if (path != Path::Portable && d % 16 != 0) || (mma_only && !register) {
                     continue;
                 }
-                check_case::<half::bf16>(
+                check_halves(
                     device,
                     &spec,
                     &patterns,
                     Run::Indexed(path),
-                    &format!("bf16 {name} {shape}"),
-                    &mut rows,
-                    &mut ok,
-                );
-                check_case::<half::f16>(
-                    device,
-                    &spec,
-                    &patterns,
-                    Run::Indexed(path),
-                    &format!("f16  {name} {shape}"),
+                    &format!("{name} {shape}"),
                     &mut rows,
                     &mut ok,
                 );
@@ -358,27 +349,48 @@ fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
         let dense = LayerPatterns::uniform(Pattern::Dense, heads).unwrap();
         let shape = format!("b{batch} h{heads}/{kv_heads} n{n_q}/{n_k} d{d}");
         for (name, path) in [("", Path::Mma), (" groups", Path::MmaGroups)] {
-            check_case::<half::bf16>(
+            check_halves(
                 device,
                 &spec,
                 &dense,
                 Run::Causal(path),
-                &format!("bf16 causal{name} (no index) {shape}"),
-                &mut rows,
-                &mut ok,
-            );
-            check_case::<half::f16>(
-                device,
-                &spec,
-                &dense,
-                Run::Causal(path),
-                &format!("f16  causal{name} (no index) {shape}"),
+                &format!("causal{name} (no index) {shape}"),
                 &mut rows,
                 &mut ok,
             );
         }
     }
     (rows, ok)
+}
+
+/// [`check_case`] in bf16 and then f16, labelled `bf16 {what}` and `f16  {what}`.
+fn check_halves(
+    device: &Device,
+    spec: &SyntheticSpec,
+    patterns: &LayerPatterns,
+    run: Run,
+    what: &str,
+    rows: &mut Vec<String>,
+    ok: &mut bool,
+) {
+    check_case::<half::bf16>(
+        device,
+        spec,
+        patterns,
+        run,
+        &format!("bf16 {what}"),
+        rows,
+        ok,
+    );
+    check_case::<half::f16>(
+        device,
+        spec,
+        patterns,
+        run,
+        &format!("f16  {what}"),
+        rows,
+        ok,
+    );
 }
 
 /// `sparse_attention` on `B` with the draw cast to bf16.
