@@ -46,6 +46,14 @@ fn select_units(capacity: usize) -> usize {
     (capacity / 64).clamp(64, SELECT_UNITS)
 }
 
+/// Query blocks a pair of [`block_scores`] and [`select`] launches covers for `bh` heads of
+/// `key_blocks`: [`LAUNCH_ROWS`] or fewer, whole chunks ([`CHUNK`]) within [`SCORE_BYTES`], at
+/// least one chunk, at most `query_blocks`.
+fn launch_rows(bh: usize, query_blocks: usize, key_blocks: usize) -> usize {
+    let fit = SCORE_BYTES / (4 * bh * key_blocks).max(1) / CHUNK * CHUNK;
+    fit.clamp(CHUNK, LAUNCH_ROWS).min(query_blocks).max(1)
+}
+
 /// [`max_key_blocks`] for `shared` bytes of shared memory.
 fn blocks_in(shared: usize) -> usize {
     let fit = shared.saturating_sub(SCRATCH_BYTES) / 4;
@@ -95,9 +103,17 @@ pub fn pool<F: Float>(
     pooled[at] = sum / (end - start) as f32;
 }
 
-/// Query blocks one [`block_scores`] cube scores, and the chunk of query blocks each pair of
-/// launches covers ([`select_blocks`]): the score buffer holds one chunk's rows.
+/// Query blocks one [`block_scores`] cube scores.
 pub const CHUNK: usize = 32;
+/// Most query blocks one pair of [`block_scores`] and [`select`] launches covers (32K query
+/// positions), and the most bytes of scores it may hold: 256 MiB, 512 rows of 32 heads at 256K
+/// keys (a 1M row of 32 heads holds 128). The buffer holds one launch's rows.
+///
+/// Why: one launch pair a chunk of 32 query blocks made 128 launches of 1024 small cubes each at
+/// 128K, and the selection's cubes (64 units) filled a quarter of the device.
+const LAUNCH_ROWS: usize = 512;
+/// See [`LAUNCH_ROWS`].
+const SCORE_BYTES: usize = 256 << 20;
 /// Key blocks one [`block_scores`] cube scores.
 const SCORE_COLUMNS: usize = 64;
 /// The slice of the head dimension a [`block_scores`] step stages in shared memory.
@@ -105,13 +121,13 @@ const SCORE_DEPTH: usize = 16;
 // A [`block_scores`] cube's 16 × 16 units cover two query blocks by four key blocks each.
 const _: () = assert!(CHUNK == 2 * 16 && SCORE_COLUMNS == 4 * 16);
 
-/// Cube `(t, 0, bh)`, 256 units: the scores `pooled_q[m] · pooled_k[j]` (unscaled) of the
-/// chunk's query blocks `first_block .. first_block + chunk_len` against key blocks
-/// `64t .. 64t + 64` of head `bh`, into `scores[bh, m − first_block, j]`. Each unit computes
-/// two query blocks × four key blocks, summing over the head dimension in order with one
-/// multiply-add a step, as the single dot product did: the scores are the same. Tiles wholly
-/// past the chunk's last visible key block are skipped ([`select`] reads only visible ones),
-/// as are heads with `top_k[h] = 0`.
+/// Cube `(t, c, bh)`, 256 units: the scores `pooled_q[m] · pooled_k[j]` (unscaled) of chunk
+/// `c` of the launch's query blocks `first_block .. first_block + launch_len` (the query blocks
+/// `first_block + 32c ..`, at most [`CHUNK`]) against key blocks `64t .. 64t + 64` of head `bh`,
+/// into `scores[bh, m − first_block, j]`. Each unit computes two query blocks × four key
+/// blocks, summing over the head dimension in order with one multiply-add a step, as the single
+/// dot product did: the scores are the same. Tiles wholly past the chunk's last visible key
+/// block are skipped ([`select`] reads only visible ones), as are heads with `top_k[h] = 0`.
 ///
 /// Why: scoring inside [`select`] made every (head, query block) cube read the head's whole
 /// row of pooled keys — L2-bound (H100, 256K, Nsight Compute: 87 % of L2 throughput, 16.4 ms
@@ -126,7 +142,7 @@ pub fn block_scores(
     top_k: &Array<u32>,
     scores: &mut Array<f32>,
     first_block: u32,
-    chunk_len: u32,
+    launch_len: u32,
     query_blocks: u32,
     key_blocks: u32,
     n_queries: u32,
@@ -143,9 +159,12 @@ pub fn block_scores(
     let bh = CUBE_POS_Z as usize;
     let h = bh % heads as usize;
     let b = bh / heads as usize;
-    let chunk_len = chunk_len as usize;
+    let launch_len = launch_len as usize;
+    // This cube's chunk: rows `row0 .. row0 + chunk_len` of the launch.
+    let row0 = CUBE_POS_Y as usize * CHUNK;
+    let chunk_len = usize::min(CHUNK, launch_len - row0);
     let key_blocks = key_blocks as usize;
-    let first_block = first_block as usize;
+    let first_block = first_block as usize + row0;
     // The chunk's last query block sees key blocks up to `last_visible`.
     let last_row = query_offset as usize
         + usize::min((first_block + chunk_len) * 64usize, n_queries as usize)
@@ -210,7 +229,8 @@ pub fn block_scores(
                 for x in 0..4usize {
                     let j = j0 + 4usize * tx + x;
                     if j < key_blocks {
-                        scores[(bh * chunk_len + row) * key_blocks + j] = acc[4usize * r + x];
+                        scores[(bh * launch_len + row0 + row) * key_blocks + j] =
+                            acc[4usize * r + x];
                     }
                 }
             }
@@ -218,8 +238,8 @@ pub fn block_scores(
     }
 }
 
-/// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the chunk
-/// [`block_scores`] scored into `scores`) as tile starts (`64·block`) into the unified index's
+/// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the launch's
+/// rows [`block_scores`] scored into `scores`) as tile starts (`64·block`) into the unified index's
 /// `block_offset[slot · max_blocks ..]`, their count into `block_count`, and no single columns.
 /// `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
 #[cube(launch_unchecked)]
@@ -299,7 +319,7 @@ pub fn max_blocks(top_k: usize, key_blocks: usize) -> usize {
 }
 
 /// Pools Q and K and writes the Block-Sparse heads' rows of `index` (heads with `top_k[h] > 0`)
-/// (two pooling launches, then scores and selection per chunk of [`CHUNK`] query blocks),
+/// (two pooling launches, then scores and selection per [`launch_rows`] query blocks),
 /// scoring with `p.scale`; `q`/`k` as in [`crate::sparse_flash::launch`].
 pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
     client: &ComputeClient<R>,
@@ -342,18 +362,23 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
             true,
         );
     }
-    // Scores and selection a chunk of query blocks at a time, so that the score buffer stays
-    // at `CHUNK` rows a head (32 heads at 1M: 67 MB).
+    // Scores and selection [`launch_rows`] query blocks at a time, so that the score buffer
+    // stays within [`SCORE_BYTES`].
     let bh = p.batch * p.heads;
-    let scores = client.empty(bh * CHUNK.min(qb) * kb * 4);
+    let step = launch_rows(bh, qb, kb);
+    let scores = client.empty(bh * step * kb * 4);
     let capacity = capacity_for(kb);
     let units = select_units(capacity);
-    for first in (0..qb).step_by(CHUNK) {
-        let len = CHUNK.min(qb - first);
+    for first in (0..qb).step_by(step) {
+        let len = step.min(qb - first);
         unsafe {
             block_scores::launch_unchecked::<R>(
                 client,
-                CubeCount::Static(kb.div_ceil(SCORE_COLUMNS) as u32, 1, bh as u32),
+                CubeCount::Static(
+                    kb.div_ceil(SCORE_COLUMNS) as u32,
+                    len.div_ceil(CHUNK) as u32,
+                    bh as u32,
+                ),
                 CubeDim::new_1d(256),
                 words(&pooled_q, rows * p.head_dim)?,
                 words(&pooled_k, p.batch * p.kv_heads * kb * p.head_dim)?,
@@ -413,6 +438,23 @@ mod tests {
         let used = |capacity: usize| capacity * 4 + SCRATCH_BYTES;
         assert!(used(blocks_in(232_448)) <= 232_448);
         assert!(used(blocks_in(32 * 1024)) <= 32 * 1024);
+    }
+
+    #[test]
+    fn launches_cover_whole_chunks_within_the_score_budget() {
+        // 32 heads: 128K keys in four launches, 256K in eight, 1M (16 384 blocks) in 128-row ones.
+        assert_eq!(launch_rows(32, 2048, 2048), LAUNCH_ROWS);
+        assert_eq!(launch_rows(32, 4096, 4096), 512);
+        assert_eq!(launch_rows(32, 16_384, 16_384), 128);
+        // Short calls take one launch; a huge row still gets one chunk.
+        assert_eq!(launch_rows(2, 1, 1), 1);
+        assert_eq!(launch_rows(2, 64, 64), 64);
+        assert_eq!(launch_rows(1024, 40_000, 32_768), CHUNK);
+        for (bh, qb, kb) in [(32, 2048, 2048), (8, 600, 9000), (64, 20_000, 20_000)] {
+            let rows = launch_rows(bh, qb, kb);
+            assert!(rows.is_multiple_of(CHUNK) || rows == qb);
+            assert!(rows == CHUNK || 4 * bh * rows * kb <= SCORE_BYTES);
+        }
     }
 
     #[test]
