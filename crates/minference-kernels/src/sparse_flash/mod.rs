@@ -401,9 +401,15 @@ pub fn launch<R: Runtime, F: Float + CubeElement>(
                 && p.head_dim <= 128
                 && [&q, &k, &v, &out].iter().all(|t| wide_loads(t, size));
             if registers && path == Path::Mma && wide_fits(client, p.head_dim) {
+                // A GQA group's query heads side by side along x (see the kernel).
+                let count = CubeCount::Static(
+                    (p.query_blocks() * (p.heads / p.kv_heads)) as u32,
+                    p.kv_heads as u32,
+                    p.batch as u32,
+                );
                 launch_kernel!(
                     wide::sparse_flash_wide::launch_unchecked::<F, R>,
-                    count.clone(),
+                    count,
                     CubeDim::new_2d(32, 2),
                     [],
                     causal_dense

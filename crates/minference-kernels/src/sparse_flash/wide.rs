@@ -69,12 +69,16 @@ pub(super) fn sparse_flash_wide<F: Float>(
     let n_queries = n_queries as usize;
     let n_keys = n_keys as usize;
     let q_blocks = n_queries.div_ceil(64usize);
-    // Heavy (late) query blocks first: causal rows grow with the block index.
-    let m = q_blocks - 1usize - CUBE_POS_X as usize;
-    let h = CUBE_POS_Y as usize;
+    // Cube `(x, kv_head, b)`: the query heads of a GQA group side by side (`x % group`), so
+    // that the cubes in flight share one K/V head and its tiles are read while in L2; heavy
+    // (late) query blocks first, as causal rows grow with the block index.
+    let group = group as usize;
+    let x = CUBE_POS_X as usize;
+    let m = q_blocks - 1usize - x / group;
+    let kv_head = CUBE_POS_Y as usize;
+    let h = kv_head * group + x % group;
     let b = CUBE_POS_Z as usize;
-    let heads = CUBE_COUNT_Y as usize;
-    let kv_head = h / group as usize;
+    let heads = CUBE_COUNT_Y as usize * group;
     let slot = (b * heads + h) * q_blocks + m;
     let q_base = (b * q.stride(0usize) + h * q.stride(1usize)) / 8usize;
     let k_base = (b * k.stride(0usize) + kv_head * k.stride(1usize)) / 8usize;
