@@ -156,8 +156,7 @@ fn device_index_equals_host_conversion() {
                 vertical: 40,
                 slash: 60,
             },
-            // More than the (up to three) forced blocks, so that the 4096-token case's rows,
-            // in two chunks of the device's scoring, are chosen by score.
+            // More than the (up to three) forced blocks, so that the rows are chosen by score.
             Pattern::BlockSparse { top_k: 12 },
             Pattern::AShape {
                 sink: 5,
@@ -248,7 +247,7 @@ fn assert_same_picks(got: &[u32], want: &[u32], row: &[f32], g: &Geometry, m: us
 }
 
 /// Block-Sparse rows past one launch of the device's scoring and selection (512 query blocks
-/// a launch): 523 query blocks, not a multiple of 64 positions, with GQA, two budgets, picked
+/// a launch, in chunks of 64): 523 query blocks, not a multiple of 64 positions, with GQA, two budgets, picked
 /// as the host picks from Burn-ops block scores.
 #[test]
 fn device_block_sparse_rows_past_one_launch_equal_the_host_selection() {

@@ -104,7 +104,7 @@ pub fn pool<F: Float>(
 }
 
 /// Query blocks one [`block_scores`] cube scores.
-pub const CHUNK: usize = 32;
+pub const CHUNK: usize = 64;
 /// Most query blocks one pair of [`block_scores`] and [`select`] launches covers (32K query
 /// positions), and the most bytes of scores it may hold: 256 MiB, 512 rows of 32 heads at 256K
 /// keys (a 1M row of 32 heads holds 128). The buffer holds one launch's rows.
@@ -118,22 +118,24 @@ const SCORE_BYTES: usize = 256 << 20;
 const SCORE_COLUMNS: usize = 64;
 /// The slice of the head dimension a [`block_scores`] step stages in shared memory.
 const SCORE_DEPTH: usize = 16;
-// A [`block_scores`] cube's 16 × 16 units cover two query blocks by four key blocks each.
-const _: () = assert!(CHUNK == 2 * 16 && SCORE_COLUMNS == 4 * 16);
+// A [`block_scores`] cube's 16 × 16 units cover four query blocks by four key blocks each.
+const _: () = assert!(CHUNK == 4 * 16 && SCORE_COLUMNS == 4 * 16);
 
 /// Cube `(t, c, bh)`, 256 units: the scores `pooled_q[m] · pooled_k[j]` (unscaled) of chunk
 /// `c` of the launch's query blocks `first_block .. first_block + launch_len` (the query blocks
-/// `first_block + 32c ..`, at most [`CHUNK`]) against key blocks `64t .. 64t + 64` of head `bh`,
-/// into `scores[bh, m − first_block, j]`. Each unit computes two query blocks × four key
+/// `first_block + 64c ..`, at most [`CHUNK`]) against key blocks `64t .. 64t + 64` of head `bh`,
+/// into `scores[bh, m − first_block, j]`. Each unit computes four query blocks × four key
 /// blocks, summing over the head dimension in order with one multiply-add a step, as the single
 /// dot product did: the scores are the same. Tiles wholly past the chunk's last visible key
 /// block are skipped ([`select`] reads only visible ones), as are heads with `top_k[h] = 0`.
 ///
 /// Why: scoring inside [`select`] made every (head, query block) cube read the head's whole
 /// row of pooled keys — L2-bound (H100, 256K, Nsight Compute: 87 % of L2 throughput, 16.4 ms
-/// of the 17.4-ms index); here each pooled key is read once for 32 query blocks. Index time
-/// (H200, Block-Sparse top-100, same call, two runs each): 14.9 → 11.8–11.9 ms at 256K,
-/// 4.8 → 4.6 at 128K.
+/// of the 17.4-ms index); here each pooled key is read once for a chunk of query blocks. Index
+/// time (H200, Block-Sparse top-100, same call, two runs each): 14.9 → 11.8–11.9 ms at 256K,
+/// 4.8 → 4.6 at 128K. Four by four a unit (was two by four): sixteen multiply-adds for eight
+/// shared-memory reads (was eight for six, two of them conflicting), where the reads bound it
+/// (H100, 128K: 15 TFLOP/s of fp32 in the last launch).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn block_scores(
@@ -176,9 +178,9 @@ pub fn block_scores(
         let k_base = kv * head_dim * key_blocks;
         let mut q_tile = SharedMemory::<f32>::new(comptime!(CHUNK * SCORE_DEPTH));
         let mut k_tile = SharedMemory::<f32>::new(comptime!(SCORE_DEPTH * SCORE_COLUMNS));
-        let mut acc = Array::<f32>::new(8usize);
+        let mut acc = Array::<f32>::new(16usize);
         #[unroll]
-        for i in 0..8usize {
+        for i in 0..16usize {
             acc[i] = 0.0f32;
         }
         #[unroll]
@@ -208,26 +210,34 @@ pub fn block_scores(
                 k_tile[e] = x;
             }
             sync_cube();
+            // Unit (tx, ty) owns query blocks `ty + 16r` and key blocks `tx + 16x`: a plane reads
+            // two broadcast words of Q and sixteen consecutive words of K, without bank conflicts.
             #[unroll]
             for cc in 0..SCORE_DEPTH {
+                let mut a = Array::<f32>::new(4usize);
+                let mut k = Array::<f32>::new(4usize);
                 #[unroll]
-                for r in 0..2usize {
-                    let a = q_tile[(2usize * ty + r) * SCORE_DEPTH + cc];
+                for i in 0..4usize {
+                    a[i] = q_tile[(ty + 16usize * i) * SCORE_DEPTH + cc];
+                    k[i] = k_tile[cc * SCORE_COLUMNS + tx + 16usize * i];
+                }
+                #[unroll]
+                for r in 0..4usize {
                     #[unroll]
                     for x in 0..4usize {
-                        acc[4usize * r + x] += a * k_tile[cc * SCORE_COLUMNS + 4usize * tx + x];
+                        acc[4usize * r + x] += a[r] * k[x];
                     }
                 }
             }
             sync_cube();
         }
         #[unroll]
-        for r in 0..2usize {
-            let row = 2usize * ty + r;
+        for r in 0..4usize {
+            let row = ty + 16usize * r;
             if row < chunk_len {
                 #[unroll]
                 for x in 0..4usize {
-                    let j = j0 + 4usize * tx + x;
+                    let j = j0 + tx + 16usize * x;
                     if j < key_blocks {
                         scores[(bh * launch_len + row0 + row) * key_blocks + j] =
                             acc[4usize * r + x];
