@@ -247,8 +247,8 @@ fn assert_same_picks(got: &[u32], want: &[u32], row: &[f32], g: &Geometry, m: us
 }
 
 /// Block-Sparse rows past one launch of the device's scoring and selection (512 query blocks
-/// a launch, in chunks of 64): 523 query blocks, not a multiple of 64 positions, with GQA, two budgets, picked
-/// as the host picks from Burn-ops block scores.
+/// a launch, in chunks of 64): 523 query blocks, not a multiple of 64 positions, with GQA and
+/// three budgets, picked as the host picks from Burn-ops block scores.
 #[test]
 fn device_block_sparse_rows_past_one_launch_equal_the_host_selection() {
     use minference::estimate::block_sparse;
