@@ -8,7 +8,7 @@
 //! `max(top_k, forced)` blocks are kept (fewer when fewer are visible), in ascending order.
 //!
 //! [`pool`] averages blocks in fp32. A pair of launches covers up to 512 query blocks
-//! ([`launch_rows`]): [`block_scores`] scores them against every key block, a tile of 64 × 64
+//! (`launch_rows`): [`block_scores`] scores them against every key block, a tile of 64 × 64
 //! blocks a cube (each pooled key read once for a chunk of 64 query blocks), and [`select`]
 //! gives one cube to each (head, query block) of the launch: it reads its row's scores into
 //! shared memory and keeps the top ones with [`super::select::emit_top`], writing them straight
