@@ -57,7 +57,7 @@ pub const fn scratch_words(units: usize) -> usize {
     CANDIDATES * (units + units / PART)
 }
 
-/// Sums each of `values[0..count]` over the cube's `units` units (a multiple of [`PART`], with
+/// Sums each of `values[0..count]` over the cube's `units` units (a multiple of `PART` (16), with
 /// `count ≤ PART`) through `scratch` ([`scratch_words`]); every unit gets the totals.
 #[cube]
 pub fn cube_sums(
@@ -114,7 +114,7 @@ pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: 
 
 /// Chooses the `budget` largest of `keys[0..len]` (ties by lower index, `budget ≤ len`) and
 /// writes `step · index` for each, ascending, to `out[base..base + budget]`. Called by all
-/// `units` units of the cube (a multiple of [`PART`]), with `scratch` of
+/// `units` units of the cube (a multiple of `PART` (16)), with `scratch` of
 /// [`scratch_words`]`(units)` words.
 ///
 /// Two key bits a round halve the rounds, and so the cube's barriers, at three comparisons an

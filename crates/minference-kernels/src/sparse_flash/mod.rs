@@ -142,7 +142,7 @@ pub enum Path {
     /// module: each K/V fragment feeds two products); elsewhere [`Path::MmaGroups`]' kernel.
     Mma,
     /// The register kernel with 16 query rows a plane and up to three query blocks a cube
-    /// ([`mma_groups`]), double-buffered K/V tiles: what [`Path::Mma`] runs where the wide
+    /// (`mma_groups`), double-buffered K/V tiles: what [`Path::Mma`] runs where the wide
     /// kernel's cubes do not fit four to an SM; named so that tests and benchmarks can run it
     /// anywhere. H100, bf16, d = 128, 128K: 233 TFLOP/s index-free and 222 Block-Sparse, against
     /// the wide kernel's 270–275 and 267–268.
