@@ -27,8 +27,8 @@ fn count_iterations(step: &Array<u32>, count: &mut Array<u32>, n: u32) {
 }
 
 /// The number of loop iterations after which one invocation's loops stop on `client`'s device,
-/// or `None` where a `PROBE`-long (2²⁰ iterations) loop runs in full. Measured on first use, then cached per
-/// runtime and hardware description.
+/// or `None` where a `PROBE`-long (2²⁰ iterations) loop runs in full. Measured on first use,
+/// then cached per runtime and hardware description.
 pub fn loop_cap<R: Runtime>(client: &ComputeClient<R>) -> Result<Option<u64>, KernelError> {
     type Key = (String, cubecl::ir::HardwareProperties);
     static CAPS: OnceLock<Mutex<HashMap<Key, Option<u64>>>> = OnceLock::new();
