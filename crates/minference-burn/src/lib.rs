@@ -7,7 +7,7 @@
 //! - [`sparse_attention`]: the one op a model calls, on `[batch, heads, seq, head_dim]` tensors,
 //!   grouped-query attention without copying K/V, causal, with an optional query offset;
 //! - [`estimate`] and [`index`]: the run-time index estimation and the unified sparse index;
-//! - [`reference`]: the exact reference every kernel is checked against;
+//! - [`mod@reference`]: the exact reference every kernel is checked against;
 //! - [`cpu`]: the host tile engine (NdArray), which computes only the selected tiles;
 //! - [`split`]: layers past the kernels' 32-bit offsets, run in passes over batch rows and heads;
 //! - [`synthetic`]: structured Q/K/V for tests and benchmarks.

@@ -2,7 +2,7 @@
 //!
 //! MInference's offline step as a tool, and the evaluation that checks sparse pre-fill keeps
 //! accuracy:
-//! - [`search`]: the kernel-aware per-head pattern search (recall of attention mass at equal
+//! - [`mod@search`]: the kernel-aware per-head pattern search (recall of attention mass at equal
 //!   tile cost, measured tile by tile against dense attention);
 //! - [`tasks`]: synthetic long-context tasks generated in Rust (needle, pass key, multi-key,
 //!   variable tracking);

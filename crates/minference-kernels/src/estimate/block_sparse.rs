@@ -7,11 +7,11 @@
 //! before them and block 0 are always kept; the rest are ranked by score, ties by lower index;
 //! `max(top_k, forced)` blocks are kept (fewer when fewer are visible), in ascending order.
 //!
-//! [`pool`] averages blocks in fp32. A pair of launches covers up to 512 query blocks
-//! (`launch_rows`): [`block_scores`] scores them against every key block, a tile of 64 × 64
-//! blocks a cube (each pooled key read once for a chunk of 64 query blocks), and [`select`]
+//! [`pool()`] averages blocks in fp32. A pair of launches covers up to 512 query blocks
+//! (`launch_rows`): [`block_scores()`] scores them against every key block, a tile of 64 × 64
+//! blocks a cube (each pooled key read once for a chunk of 64 query blocks), and [`select()`]
 //! gives one cube to each (head, query block) of the launch: it reads its row's scores into
-//! shared memory and keeps the top ones with [`super::select::emit_top`], writing them straight
+//! shared memory and keeps the top ones with [`super::select::emit_top()`], writing them straight
 //! into the unified index ([`crate::index`]): nothing goes back to the host.
 
 use super::select::{cube_sum, emit_top, order_key, scratch_words, FORCED, SELECT_UNITS};
@@ -19,11 +19,11 @@ use crate::sparse_flash::{IndexHandles, Problem};
 use crate::{words, KernelError};
 use cubecl::prelude::*;
 
-/// Fewest key blocks a [`select`] kernel is compiled for (4 KiB of scores): rows up to 64K keys
+/// Fewest key blocks a [`select()`] kernel is compiled for (4 KiB of scores): rows up to 64K keys
 /// share one compiled kernel.
 const MIN_CAPACITY: usize = 1024;
 
-/// Most key blocks [`select`] can hold on this device: the largest power of two whose scores
+/// Most key blocks [`select()`] can hold on this device: the largest power of two whose scores
 /// (4 bytes each) fit the device's shared memory next to the selection's own scratch
 /// ([`scratch_words`]). H100/H200: 32768 blocks (2M keys); 32 KiB of shared memory: 4096
 /// (256K).
@@ -31,11 +31,11 @@ pub fn max_key_blocks<R: Runtime>(client: &ComputeClient<R>) -> usize {
     blocks_in(client.properties().hardware.max_shared_memory_size)
 }
 
-/// Shared memory [`select`] uses besides its scores: the selection's scratch (its forced count
+/// Shared memory [`select()`] uses besides its scores: the selection's scratch (its forced count
 /// and [`emit_top`] share it).
 const SCRATCH_BYTES: usize = scratch_words(SELECT_UNITS) * 4;
 
-/// Units of a [`select`] cube for rows of up to `capacity` key blocks: one per 64 blocks, from
+/// Units of a [`select()`] cube for rows of up to `capacity` key blocks: one per 64 blocks, from
 /// 64 (two planes) to [`SELECT_UNITS`]. Each round of the selection counts a unit's keys and
 /// then sums the counts over the cube, and in a cube of 256 units the sums (every unit reads
 /// 48 partial counts) cost as much as the keys of a short row. H100, Block-Sparse top-100
@@ -47,7 +47,7 @@ fn select_units(capacity: usize) -> usize {
     (capacity / 64).clamp(64, SELECT_UNITS)
 }
 
-/// Query blocks a pair of [`block_scores`] and [`select`] launches covers for `bh` heads of
+/// Query blocks a pair of [`block_scores()`] and [`select()`] launches covers for `bh` heads of
 /// `key_blocks`: [`LAUNCH_ROWS`] or fewer, whole chunks ([`CHUNK`]) within [`SCORE_BYTES`], at
 /// least one chunk, at most `query_blocks`.
 fn launch_rows(bh: usize, query_blocks: usize, key_blocks: usize) -> usize {
@@ -73,7 +73,7 @@ fn capacity_for(key_blocks: usize) -> usize {
 
 /// Cube `(block, h, b)`, unit `c`: the mean of rows `64·block ..` (at most `len`) of column `c`,
 /// into `pooled[bh, block, c]`, or `pooled[bh, c, block]` when `transposed` (pooled keys: the
-/// units of [`select`] then read consecutive blocks of one column, coalesced).
+/// units of [`select()`] then read consecutive blocks of one column, coalesced).
 #[cube(launch_unchecked)]
 pub fn pool<F: Float>(
     x: &Tensor<F>,
@@ -104,9 +104,9 @@ pub fn pool<F: Float>(
     pooled[at] = sum / (end - start) as f32;
 }
 
-/// Query blocks one [`block_scores`] cube scores.
+/// Query blocks one [`block_scores()`] cube scores.
 pub const CHUNK: usize = 64;
-/// Most query blocks one pair of [`block_scores`] and [`select`] launches covers (32K query
+/// Most query blocks one pair of [`block_scores()`] and [`select()`] launches covers (32K query
 /// positions), and the most bytes of scores it may hold: 256 MiB, 512 rows of 32 heads at 256K
 /// keys (a 1M row of 32 heads holds 128). The buffer holds one launch's rows.
 ///
@@ -115,9 +115,9 @@ pub const CHUNK: usize = 64;
 const LAUNCH_ROWS: usize = 512;
 /// See [`LAUNCH_ROWS`].
 const SCORE_BYTES: usize = 256 << 20;
-/// Key blocks one [`block_scores`] cube scores.
+/// Key blocks one [`block_scores()`] cube scores.
 const SCORE_COLUMNS: usize = 64;
-/// The slice of the head dimension a [`block_scores`] step stages in shared memory.
+/// The slice of the head dimension a [`block_scores()`] step stages in shared memory.
 const SCORE_DEPTH: usize = 16;
 // A [`block_scores`] cube's 16 × 16 units cover four query blocks by four key blocks each.
 const _: () = assert!(CHUNK == 4 * 16 && SCORE_COLUMNS == 4 * 16);
@@ -128,9 +128,9 @@ const _: () = assert!(CHUNK == 4 * 16 && SCORE_COLUMNS == 4 * 16);
 /// into `scores[bh, m − first_block, j]`. Each unit computes four query blocks × four key
 /// blocks, summing over the head dimension in order with one multiply-add a step, as the single
 /// dot product did: the scores are the same. Tiles wholly past the chunk's last visible key
-/// block are skipped ([`select`] reads only visible ones), as are heads with `top_k[h] = 0`.
+/// block are skipped ([`select()`] reads only visible ones), as are heads with `top_k[h] = 0`.
 ///
-/// Why: scoring inside [`select`] made every (head, query block) cube read the head's whole
+/// Why: scoring inside [`select()`] made every (head, query block) cube read the head's whole
 /// row of pooled keys — L2-bound (H100, 256K, Nsight Compute: 87 % of L2 throughput, 16.4 ms
 /// of the 17.4-ms index); here each pooled key is read once for a chunk of query blocks. Index
 /// time (H200, Block-Sparse top-100, same call, two runs each): 14.9 → 11.8–11.9 ms at 256K,
@@ -249,10 +249,10 @@ pub fn block_scores(
     }
 }
 
-/// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the launch's
-/// rows [`block_scores`] scored into `scores`) as tile starts (`64·block`) into the unified index's
-/// `block_offset[slot · max_blocks ..]`, their count into `block_count`, and no single columns.
-/// `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
+/// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the
+/// launch's rows [`block_scores()`] scored into `scores`) as tile starts (`64·block`) into the
+/// unified index's `block_offset[slot · max_blocks ..]`, their count into `block_count`, and no
+/// single columns. `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn select(

@@ -1,6 +1,6 @@
 //! Top-k selection inside one cube, shared by every estimator that picks on the device.
 //!
-//! Scores become order-preserving `u32` keys ([`order_key`]: larger float, larger key; NaN
+//! Scores become order-preserving `u32` keys ([`order_key()`]: larger float, larger key; NaN
 //! lowest), with the entries a pattern always keeps marked [`FORCED`] (above any score). The
 //! `budget`-th largest key is found two key bits a round from the top (16 rounds, each counting
 //! the keys at or above three candidate thresholds and summing the counts over the cube in
@@ -10,9 +10,9 @@
 //! rule (higher score first, then lower index). The chosen indices are written in ascending
 //! order through a prefix sum over units that each own a contiguous run.
 //!
-//! [`vertical_slash_keys`] and [`top_rows`] apply this to the Vertical-Slash scores (one row of
+//! [`vertical_slash_keys()`] and [`top_rows()`] apply this to the Vertical-Slash scores (one row of
 //! column scores and one of diagonal scores per head); Block-Sparse keys live in shared memory
-//! and call [`emit_top`] from its own kernel.
+//! and call [`emit_top()`] from its own kernel.
 
 use cubecl::prelude::*;
 
@@ -42,17 +42,17 @@ pub fn order_key(x: f32) -> u32 {
     u32::min(key, FORCED - 1u32)
 }
 
-/// Units whose values one unit adds up in the first level of [`cube_sums`] and [`emit_top`]'s
+/// Units whose values one unit adds up in the first level of [`cube_sums()`] and [`emit_top()`]'s
 /// prefix sums: two levels of sixteen, so that a sum over 256 or 512 units takes two barriers
 /// (and one before its scratch is reused) where a halving tree took nine or ten.
 const PART: usize = 16;
 
-/// Candidate thresholds [`emit_top`] counts in one round: the three nonzero values of the next
+/// Candidate thresholds [`emit_top()`] counts in one round: the three nonzero values of the next
 /// two key bits.
 const CANDIDATES: usize = 3;
 
-/// The shared-memory words the selection of a cube of `units` units needs ([`emit_top`] and
-/// [`cube_sums`] share one scratch array of this length).
+/// The shared-memory words the selection of a cube of `units` units needs ([`emit_top()`] and
+/// [`cube_sums()`] share one scratch array of this length).
 pub const fn scratch_words(units: usize) -> usize {
     CANDIDATES * (units + units / PART)
 }

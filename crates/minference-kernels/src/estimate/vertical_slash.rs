@@ -4,12 +4,12 @@
 //! queries (causal), then column sums of `p` (vertical scores) and sums along each diagonal
 //! `o = position − key` (slash scores). Four launches:
 //!
-//! 1. [`logits`]: the `last × n_keys` scaled logits of every head, a 64×64 tile per cube through
-//!    shared memory (each unit a 4×4 register block), stored in fp32;
-//! 2. [`row_stats`]: per (head, row) the max and the softmax denominator over the visible keys,
+//! 1. [`logits()`]: the `last × n_keys` scaled logits of every head, a 64×64 tile per cube
+//!    through shared memory (each unit a 4×4 register block), stored in fp32;
+//! 2. [`row_stats()`]: per (head, row) the max and the softmax denominator over the visible keys,
 //!    one cube per row reducing in shared memory;
-//! 3. [`columns`]: one unit per key sums its column's probabilities over the rows;
-//! 4. [`diagonals`]: one unit per diagonal sums it over the rows.
+//! 3. [`columns()`]: one unit per key sums its column's probabilities over the rows;
+//! 4. [`diagonals()`]: one unit per diagonal sums it over the rows.
 //!
 //! The logits are computed once (`last · n · head_dim` products per head, about `64 / n` of the
 //! attention they steer) and read three times, coalesced: `4 · 64 · n` bytes per head (1 GiB for
@@ -21,11 +21,11 @@ use crate::{limits, words, KernelError};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
-/// Keys (and rows) of a [`logits`] tile.
+/// Keys (and rows) of a [`logits()`] tile.
 const TILE: usize = 64;
-/// Head-dimension slice staged in shared memory at a time by [`logits`].
+/// Head-dimension slice staged in shared memory at a time by [`logits()`].
 const SLICE: usize = 16;
-/// Units of a [`logits`] or [`row_stats`] cube.
+/// Units of a [`logits()`] or [`row_stats()`] cube.
 const UNITS: usize = 256;
 
 /// Cube `(chunk, h, b)`: `logits[b, h, r, key] = scale · q[row_r] · k[key]` for the last `last`

@@ -66,7 +66,7 @@ pub fn band(
 }
 
 /// Unit `(m, h, b)`: Vertical-Slash heads (`budgets[2h + 1] > 0`), from their chosen columns and
-/// diagonals (ascending, `chosen` rows of [`crate::estimate::select::top_rows`]).
+/// diagonals (ascending, `chosen` rows of [`crate::estimate::select::top_rows()`]).
 ///
 /// Diagonal `o` crosses the keys `[e − 64, e)` of the block, `e = max(p_end − o, 64)`; walked
 /// from the largest `o` (then `o = 0`, always kept) the windows come in ascending order, and each

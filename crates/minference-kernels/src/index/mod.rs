@@ -4,8 +4,8 @@
 //! kernel reads ([`IndexHandles`]) without a round trip to the host: Vertical-Slash heads get
 //! their scores ([`crate::estimate::vertical_slash`]), their top-k columns and diagonals
 //! ([`crate::estimate::select`]) and the conversion into tiles and gathered columns
-//! ([`convert::vertical_slash`]); Block-Sparse heads their pooled scores and top-k blocks
-//! ([`crate::estimate::block_sparse`]); dense and A-shape heads their band ([`convert::band`]).
+//! ([`convert::vertical_slash()`]); Block-Sparse heads their pooled scores and top-k blocks
+//! ([`crate::estimate::block_sparse`]); dense and A-shape heads their band ([`convert::band()`]).
 //! Rows are padded to bounds known before launching (see [`widths`]), so nothing is read back.
 
 pub mod convert;
