@@ -21,12 +21,14 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
 
 /// Query positions whose slash codes are drawn at once (a few MiB at d = 128).
 const CODE_CHUNK: usize = 4096;
+/// Noise entries one task of [`fill_normals`] draws.
+const NOISE_CHUNK: usize = 1 << 16;
 
 /// Which inputs to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,15 +100,32 @@ impl SyntheticQkv {
     }
 }
 
-fn normal(rng: &mut StdRng) -> f32 {
-    // Box–Muller: two uniforms give one standard normal.
+/// One standard normal from exactly two 32-bit words of `rng` (Box–Muller: two uniforms, each
+/// one word), which is what lets [`fill_normals`] seek.
+fn normal(rng: &mut impl Rng) -> f32 {
     let u1: f32 = rng.random_range(f32::EPSILON..1.0);
     let u2: f32 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
+/// `out[i] = scale · normal` for the next `out.len()` normals of `rng`'s stream, drawn in
+/// parallel: each task seeks a copy of the generator to its first entry's word (two words an
+/// entry), and `rng` ends where drawing them in order would leave it, so the values are those
+/// of the sequential loop (a 1M-token draw spent minutes in that loop).
+fn fill_normals(rng: &mut ChaCha12Rng, out: &mut [f32], scale: f32) {
+    let start = rng.get_word_pos();
+    out.par_chunks_mut(NOISE_CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = rng.clone();
+            rng.set_word_pos(start + 2 * (c * NOISE_CHUNK) as u128);
+            chunk.iter_mut().for_each(|x| *x = scale * normal(&mut rng));
+        });
+    rng.set_word_pos(start + 2 * out.len() as u128);
+}
+
 /// A random unit vector on the first `support` coordinates (RoPE's fastest-rotating pairs).
-fn unit(rng: &mut StdRng, d: usize, support: usize) -> Vec<f32> {
+fn unit(rng: &mut impl Rng, d: usize, support: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..d)
         .map(|i| if i < support { normal(rng) } else { 0.0 })
         .collect();
@@ -117,7 +136,7 @@ fn unit(rng: &mut StdRng, d: usize, support: usize) -> Vec<f32> {
 /// The position code of a slash family: a unit vector drawn from `(family, position)` alone.
 fn code(family: u64, position: usize, d: usize) -> Vec<f32> {
     let mut rng =
-        StdRng::seed_from_u64(family ^ (position as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        ChaCha12Rng::seed_from_u64(family ^ (position as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     unit(&mut rng, d, d)
 }
 
@@ -152,17 +171,16 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
     let offset = spec
         .query_offset
         .unwrap_or(n_keys.saturating_sub(n_queries));
-    let mut rng = StdRng::seed_from_u64(seed);
+    // `StdRng`'s generator, named so that `fill_normals` can seek in its stream.
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
     let mut q = vec![0f32; batch * heads * n_queries * d];
     let mut k = vec![0f32; batch * kv_heads * n_keys * d];
-    let v: Vec<f32> = (0..batch * kv_heads * n_keys * d)
-        .map(|_| normal(&mut rng))
-        .collect();
+    let mut v = vec![0f32; batch * kv_heads * n_keys * d];
+    fill_normals(&mut rng, &mut v, 1.0);
     let mut planted = Planted::default();
     if kind == InputKind::Random {
-        q.iter_mut()
-            .chain(k.iter_mut())
-            .for_each(|x| *x = normal(&mut rng));
+        fill_normals(&mut rng, &mut q, 1.0);
+        fill_normals(&mut rng, &mut k, 1.0);
         return pack(spec, q, k, v, planted);
     }
     // Weights chosen so that each planted peak adds a few units to the softmax logits.
@@ -176,7 +194,7 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
         .map(|i| base.powf(-2.0 * i as f64 / d as f64))
         .collect();
     // The power-law local direction: equal weight on every pair.
-    let even = |rng: &mut StdRng| -> Vec<f32> {
+    let even = |rng: &mut ChaCha12Rng| -> Vec<f32> {
         let norm = (d as f32 / 2.0).sqrt();
         (0..d / 2)
             .flat_map(|_| {
@@ -203,10 +221,11 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
             columns.extend((0..4).map(|_| rng.random_range(0..n_keys)));
             columns.sort_unstable();
             columns.dedup();
-            // The noise is drawn in order, from the one stream; the planted components depend
-            // on the position alone and are added in parallel, in the same order per entry.
+            // The noise comes from the one stream, in order ([`fill_normals`]); the planted
+            // components depend on the position alone and are added in parallel, in the same
+            // order per entry.
             let keys = &mut k[(b * kv_heads + g) * n_keys * d..][..n_keys * d];
-            keys.iter_mut().for_each(|x| *x = noise * normal(&mut rng));
+            fill_normals(&mut rng, keys, noise);
             keys.par_chunks_mut(d).enumerate().for_each(|(j, row)| {
                 add_rotated(row, &a, j, local, &thetas);
                 for &(family, o) in &slashes {
@@ -221,9 +240,7 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticQkv {
             // The group's query heads are adjacent: one slice, head after head.
             let queries =
                 &mut q[(b * heads + g * group) * n_queries * d..][..group * n_queries * d];
-            queries
-                .iter_mut()
-                .for_each(|x| *x = noise * normal(&mut rng));
+            fill_normals(&mut rng, queries, noise);
             // Each position's slash codes are drawn once for all the group's heads.
             for first in (0..n_queries).step_by(CODE_CHUNK) {
                 let len = CODE_CHUNK.min(n_queries - first);
@@ -273,5 +290,31 @@ fn pack(
         k: TensorData::new(k, kv_shape),
         v: TensorData::new(v, kv_shape),
         planted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_noise_is_the_sequential_stream() {
+        // Past two tasks, a partial last one, after draws of other sizes (a u64, a range).
+        let len = 2 * NOISE_CHUNK + 1234;
+        let mut sequential = ChaCha12Rng::seed_from_u64(5);
+        let mut parallel = sequential.clone();
+        for rng in [&mut sequential, &mut parallel] {
+            let _: u64 = rng.random();
+            let _ = rng.random_range(1..1000usize);
+        }
+        let want: Vec<f32> = (0..len).map(|_| 0.5 * normal(&mut sequential)).collect();
+        let mut got = vec![0f32; len];
+        fill_normals(&mut parallel, &mut got, 0.5);
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Both generators go on from the same word.
+        assert_eq!(parallel.random::<u32>(), sequential.random::<u32>());
     }
 }
