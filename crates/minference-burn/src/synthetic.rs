@@ -111,7 +111,8 @@ fn normal(rng: &mut impl Rng) -> f32 {
 /// `out[i] = scale · normal` for the next `out.len()` normals of `rng`'s stream, drawn in
 /// parallel: each task seeks a copy of the generator to its first entry's word (two words an
 /// entry), and `rng` ends where drawing them in order would leave it, so the values are those
-/// of the sequential loop (a 1M-token draw spent minutes in that loop).
+/// of the sequential loop (the bench's 1M-token structured draw has 3·2³⁰ of them: ~21 ns each
+/// in order on one core).
 fn fill_normals(rng: &mut ChaCha12Rng, out: &mut [f32], scale: f32) {
     let start = rng.get_word_pos();
     out.par_chunks_mut(NOISE_CHUNK)
