@@ -515,6 +515,8 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
         (4, 4, 1000, 1000, None, 96),
         // 4688 key blocks: past the 4096 one select kernel used to hold (256K keys).
         (2, 1, 640, 300_000, Some(300_000 - 640), 64),
+        // 523 query blocks: Block-Sparse rows past the 512 one pair of index launches covers.
+        (4, 2, 33_450, 33_450, None, 64),
     ] {
         let spec = SyntheticSpec {
             batch: 2,
