@@ -42,7 +42,9 @@ pub fn buffers(
         ));
         list.push((
             "column and diagonal scores",
-            heads * (p.n_keys + p.diagonals()),
+            crate::estimate::vertical_slash::score_parts(p.n_queries)
+                * heads
+                * (p.n_keys + p.diagonals()),
         ));
     }
     list
