@@ -462,10 +462,7 @@ pub fn vertical_slash_scores<R: CubeRuntime>(
         }
     }
     .map_err(|e| MinferenceError::Unsupported(e.to_string()))?;
-    let read = |h| {
-        let parts = f32::from_bytes(&client.read_one_unchecked(h)).to_vec();
-        vs_kernels::ScoreHandles::add_parts(&parts, handles.parts)
-    };
+    let read = |h| f32::from_bytes(&client.read_one_unchecked(h)).to_vec();
     Ok(VerticalSlashScores {
         vertical: read(handles.vertical),
         slash: read(handles.slash),

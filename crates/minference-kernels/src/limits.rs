@@ -42,9 +42,7 @@ pub fn buffers(
         ));
         list.push((
             "column and diagonal scores",
-            crate::estimate::vertical_slash::score_parts(p.n_queries)
-                * heads
-                * (p.n_keys + p.diagonals()),
+            heads * (p.n_keys + p.diagonals()),
         ));
     }
     list

@@ -243,18 +243,14 @@ pub fn emit_top(
 
 /// Unit per entry of `keys = [batch · heads, n_keys + diagonals]`: the keys of each head's
 /// column scores then its diagonal scores, the first `forced_vertical` columns and
-/// `forced_slash` diagonals marked [`FORCED`]. The scores come as `parts` partial rows per head
-/// (`[parts, batch · heads, ..]`, see [`crate::estimate::vertical_slash::ScoreHandles`]), added
-/// here in part order.
+/// `forced_slash` diagonals marked [`FORCED`].
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
 pub fn vertical_slash_keys(
     vertical: &Array<f32>,
     slash: &Array<f32>,
     keys: &mut Array<u32>,
     n_keys: u32,
     diagonals: u32,
-    parts: u32,
     forced_vertical: u32,
     forced_slash: u32,
 ) {
@@ -262,27 +258,17 @@ pub fn vertical_slash_keys(
     let row = (n_keys + diagonals) as usize;
     if at < keys.len() {
         let bh = at / row;
-        let heads = keys.len() / row;
         let j = at % row;
         let n_keys = n_keys as usize;
-        let diagonals = diagonals as usize;
         let mut key = FORCED.runtime();
         if j < n_keys {
             if j >= forced_vertical as usize {
-                let mut score = vertical[bh * n_keys + j];
-                for part in 1..parts as usize {
-                    score += vertical[(part * heads + bh) * n_keys + j];
-                }
-                key = order_key(score);
+                key = order_key(vertical[bh * n_keys + j]);
             }
         } else {
             let o = j - n_keys;
             if o >= forced_slash as usize {
-                let mut score = slash[bh * diagonals + o];
-                for part in 1..parts as usize {
-                    score += slash[(part * heads + bh) * diagonals + o];
-                }
-                key = order_key(score);
+                key = order_key(slash[bh * diagonals as usize + o]);
             }
         }
         keys[at] = key;

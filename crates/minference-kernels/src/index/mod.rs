@@ -192,12 +192,11 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 // 32 heads at 256K keys already need 65536).
                 cubecl::calculate_cube_count_elemwise(client, bh * row, CubeDim::new_1d(256)),
                 CubeDim::new_1d(256),
-                words(&scores.vertical, scores.parts * bh * p.n_keys)?,
-                words(&scores.slash, scores.parts * bh * p.diagonals())?,
+                words(&scores.vertical, bh * p.n_keys)?,
+                words(&scores.slash, bh * p.diagonals())?,
                 words(&keys, bh * row)?,
                 p.n_keys as u32,
                 p.diagonals() as u32,
-                scores.parts as u32,
                 forced.columns as u32,
                 forced.diagonals as u32,
             );
