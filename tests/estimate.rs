@@ -229,14 +229,8 @@ fn device_index_equals_host_conversion() {
 fn assert_same_picks(got: &[u32], want: &[u32], row: &[f32], g: &Geometry, m: usize, at: &str) {
     assert_eq!(got.len(), want.len(), "{at}");
     assert!(got.is_sorted(), "{at}: unsorted picks {got:?}");
-    let positions = g.block_positions(m);
-    let (first, last) = (positions.start / 64, (positions.end - 1) / 64);
-    let forced = (first..=last).chain(first.checked_sub(1)).chain([0]);
-    for f in forced {
-        assert!(
-            got.contains(&(f as u32 * 64)),
-            "{at}: {f} missing in {got:?}"
-        );
+    for f in minference::estimate::block_sparse::forced_blocks(g, m) {
+        assert!(got.contains(&(f * 64)), "{at}: {f} missing in {got:?}");
     }
     let total = |t: &[u32]| -> f64 { t.iter().map(|&x| row[x as usize / 64] as f64).sum() };
     let (a, w) = (total(got), total(want));

@@ -609,8 +609,11 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
                     let (a, w) = (total(got_tiles), total(want_tiles));
                     let rel = (a - w).abs() / (a.abs() + w.abs() + 1.0);
                     worst = worst.max(rel);
-                    index_ok &=
-                        got_tiles.len() == want_tiles.len() && got_tiles.is_sorted() && rel <= 1e-5;
+                    let forced = block_sparse::forced_blocks(&g, m);
+                    index_ok &= got_tiles.len() == want_tiles.len()
+                        && got_tiles.is_sorted()
+                        && forced.iter().all(|f| got_tiles.contains(&(f * 64)))
+                        && rel <= 1e-5;
                 } else {
                     index_ok &= got_tiles == want_tiles;
                 }
@@ -618,7 +621,7 @@ fn score_checks(device: &Device) -> (Vec<String>, bool) {
         }
         ok &= index_ok;
         let line = format!(
-            "device index (vs/bs/a-shape/dense) h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: bs score-sum gap {worst:.1e} {}",
+            "device index (vs/bs/a-shape/dense) h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: bs score-sum gap {worst:.1e}, forced blocks kept {}",
             if index_ok { "ok" } else { "FAIL" }
         );
         println!("{line}");

@@ -79,24 +79,27 @@ pub fn scores<B: Backend>(
     }
 }
 
-/// Key blocks for query block `m`: the forced ones, then the best visible ones, `top_k` in all
-/// (more when the forced ones alone exceed it).
-pub fn select(row: &[f32], geometry: &Geometry, m: usize, top_k: usize) -> Vec<u32> {
+/// Key blocks query block `m` always keeps (MInference's rule): the diagonal blocks its
+/// positions reach, the block before them and the first block; ascending, distinct.
+pub fn forced_blocks(geometry: &Geometry, m: usize) -> Vec<u32> {
     let positions = geometry.block_positions(m);
     let first_diag = (positions.start / BLOCK) as u32;
     let last_diag = ((positions.end - 1) / BLOCK) as u32;
     let mut forced: Vec<u32> = (first_diag..=last_diag).collect();
     forced.extend(first_diag.checked_sub(1));
     forced.push(0);
+    forced.sort_unstable();
     forced.dedup();
+    forced
+}
+
+/// Key blocks for query block `m`: the forced ones ([`forced_blocks`]), then the best visible
+/// ones, `top_k` in all (more when the forced ones alone exceed it).
+pub fn select(row: &[f32], geometry: &Geometry, m: usize, top_k: usize) -> Vec<u32> {
+    let last_diag = ((geometry.block_positions(m).end - 1) / BLOCK) as u32;
     let visible = |b: u32| b <= last_diag;
-    let distinct = {
-        let mut f = forced.clone();
-        f.sort_unstable();
-        f.dedup();
-        f.len()
-    };
-    let budget = top_k.max(distinct);
+    let forced = forced_blocks(geometry, m);
+    let budget = top_k.max(forced.len());
     let mut blocks = pick(row, forced, budget, visible);
     blocks.sort_unstable();
     blocks

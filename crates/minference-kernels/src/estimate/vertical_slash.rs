@@ -27,10 +27,16 @@ const TILE: usize = 64;
 const SLICE: usize = 16;
 /// Units of a [`logits()`] or [`row_stats()`] cube.
 const UNITS: usize = 256;
+/// A staged key's words in [`logits()`]'s shared memory: the slice plus one. Units `u` and
+/// `u + 1` read keys `u % 16` and `u % 16 + 1` at the same dimension, one row apart: at a stride
+/// of 16 words the sixteen keys a plane reads fell in two banks (an 8-way conflict on every key
+/// read), at 17 they fall in sixteen.
+const KEY_STRIDE: usize = SLICE + 1;
 
 /// Cube `(chunk, h, b)`: `logits[b, h, r, key] = scale · q[row_r] · k[key]` for the last `last`
 /// query rows and the chunk's 64 keys. Unit `u` owns rows `u/16 + 16i` and keys `u%16 + 16j`
-/// (`i, j < 4`), so that both shared-memory reads of a step are conflict-free broadcasts.
+/// (`i, j < 4`): a plane's query reads are two broadcast words, its key reads sixteen words in
+/// sixteen banks ([`KEY_STRIDE`]).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn logits<F: Float>(
@@ -57,7 +63,7 @@ pub fn logits<F: Float>(
     let key0 = chunk * TILE;
 
     let mut qs = SharedMemory::<f32>::new(comptime!(TILE * SLICE));
-    let mut ks = SharedMemory::<f32>::new(comptime!(TILE * SLICE));
+    let mut ks = SharedMemory::<f32>::new(comptime!(TILE * KEY_STRIDE));
     let mut acc = Array::<f32>::new(16usize);
     #[unroll]
     for i in 0..16usize {
@@ -79,7 +85,7 @@ pub fn logits<F: Float>(
                 kv = f32::cast_from(k[k_base + (key0 + r) * k.stride(2) + c * k.stride(3)]);
             }
             qs[e] = qv;
-            ks[e] = kv;
+            ks[r * KEY_STRIDE + e % SLICE] = kv;
         }
         sync_cube();
         for c in 0..SLICE {
@@ -88,7 +94,7 @@ pub fn logits<F: Float>(
             #[unroll]
             for i in 0..4usize {
                 qr[i] = qs[(row0 + 16usize * i) * SLICE + c];
-                kr[i] = ks[(col0 + 16usize * i) * SLICE + c];
+                kr[i] = ks[(col0 + 16usize * i) * KEY_STRIDE + c];
             }
             #[unroll]
             for i in 0..4usize {
