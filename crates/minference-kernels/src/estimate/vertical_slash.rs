@@ -2,19 +2,25 @@
 //!
 //! MInference's estimate: `p = softmax(q_last · Kᵀ · scale)` in fp32 over the last `last ≤ 64`
 //! queries (causal), then column sums of `p` (vertical scores) and sums along each diagonal
-//! `o = position − key` (slash scores). Four launches:
+//! `o = position − key` (slash scores). Three launches:
 //!
 //! 1. [`logits()`]: the `last × n_keys` scaled logits of every head, a 64×64 tile per cube
 //!    through shared memory (each unit a 4×4 register block), stored in fp32;
 //! 2. [`row_stats()`]: per (head, row) the max and the softmax denominator over the visible keys,
 //!    one cube per row reducing in shared memory;
-//! 3. [`columns()`]: one unit per key sums its column's probabilities over the rows;
-//! 4. [`diagonals()`]: one unit per diagonal sums it over the rows.
+//! 3. [`sums()`]: one unit per key sums its column's probabilities over the rows, and those of
+//!    one diagonal whose entries lie next to the column's.
 //!
 //! The logits are computed once (`last · n · head_dim` products per head, about `64 / n` of the
-//! attention they steer) and read three times, coalesced: `4 · 64 · n` bytes per head (1 GiB for
-//! a 32-head layer at 128K). Scalar fp32 arithmetic and no plane operations, so the same kernels
+//! attention they steer) and read twice, coalesced: `4 · 64 · n` bytes per head (1 GiB for a
+//! 32-head layer at 128K). Scalar fp32 arithmetic and no plane operations, so the same kernels
 //! run on every CubeCL device (lavapipe included).
+//!
+//! Why not one launch: a row's softmax needs all its logits before any sum, and CubeCL has no
+//! grid-wide barrier. A launch split by rows instead (cubes of 8 or 16 of the last rows, each
+//! sweeping all the keys twice) needs none, but leaves a 32-head layer 128–256 cubes; on the
+//! H100 it took 15.4 ms at 128K where these launches took 8.7 (then 7.1 of them the logits,
+//! since cut to 3.7 by [`KEY_STRIDE`]).
 
 use crate::sparse_flash::{Problem, MASKED};
 use crate::{limits, words, KernelError};
@@ -196,59 +202,50 @@ fn probability(
     f32::exp(logits[row * n_keys + key] - row_max[row]) / row_sum[row]
 }
 
-/// Unit per key: `vertical[bh, key] = Σ_r p[r, key]` over the rows that see the key.
+/// Unit `j` of head `bh`: `vertical[bh, j] = Σ_r p[r, j]` over the rows that see key `j`, and
+/// `slash[bh, o] = Σ_r p[r, position_r − o]` for the diagonal `o = diagonals − 1 − j` over the
+/// rows that reach it (`o ≤ position_r`). That diagonal's probabilities lie in the columns
+/// `j + r + 1 − last`, next to column `j`'s, so the two sums read the logits' cache lines once
+/// between them (two launches of one sum each read them twice: 0.60 + 0.61 ms at 128K on the
+/// H100).
 #[cube(launch_unchecked)]
-pub fn columns(
+#[allow(clippy::too_many_arguments)]
+pub fn sums(
     logits: &Array<f32>,
     row_max: &Array<f32>,
     row_sum: &Array<f32>,
     vertical: &mut Array<f32>,
-    n_keys: u32,
-    first_position: u32,
-    last: u32,
-) {
-    let key = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
-    let bh = CUBE_POS_Y as usize;
-    let n_keys = n_keys as usize;
-    let last = last as usize;
-    if key < n_keys {
-        let mut total = 0.0f32;
-        for r in 0..last {
-            if key <= first_position as usize + r {
-                total += probability(logits, row_max, row_sum, bh, last, r, n_keys, key);
-            }
-        }
-        vertical[bh * n_keys + key] = total;
-    }
-}
-
-/// Unit per diagonal `o`: `slash[bh, o] = Σ_r p[r, position_r − o]` over the rows that reach
-/// it (`o ≤ position_r`).
-#[cube(launch_unchecked)]
-pub fn diagonals(
-    logits: &Array<f32>,
-    row_max: &Array<f32>,
-    row_sum: &Array<f32>,
     slash: &mut Array<f32>,
     n_keys: u32,
-    n_diagonals: u32,
+    diagonals: u32,
     first_position: u32,
     last: u32,
 ) {
-    let o = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let j = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
     let bh = CUBE_POS_Y as usize;
     let n_keys = n_keys as usize;
-    let n_diagonals = n_diagonals as usize;
+    let diagonals = diagonals as usize;
+    let first_position = first_position as usize;
     let last = last as usize;
-    if o < n_diagonals {
+    if j < n_keys {
         let mut total = 0.0f32;
         for r in 0..last {
-            let position = first_position as usize + r;
+            if j <= first_position + r {
+                total += probability(logits, row_max, row_sum, bh, last, r, n_keys, j);
+            }
+        }
+        vertical[bh * n_keys + j] = total;
+    }
+    if j < diagonals {
+        let o = diagonals - 1 - j;
+        let mut total = 0.0f32;
+        for r in 0..last {
+            let position = first_position + r;
             if o <= position {
                 total += probability(logits, row_max, row_sum, bh, last, r, n_keys, position - o);
             }
         }
-        slash[bh * n_diagonals + o] = total;
+        slash[bh * diagonals + o] = total;
     }
 }
 
@@ -262,7 +259,7 @@ pub struct ScoreHandles {
     pub slash: Handle,
 }
 
-/// Launches the four score kernels for all heads (the last `min(64, n_queries)` queries, softmax
+/// Launches the three score kernels for all heads (the last `min(64, n_queries)` queries, softmax
 /// scale `p.scale`); `q`/`k` as in [`crate::sparse_flash::launch`].
 pub fn scores<R: Runtime, F: Float + CubeElement>(
     client: &ComputeClient<R>,
@@ -316,25 +313,15 @@ pub fn scores<R: Runtime, F: Float + CubeElement>(
             p.n_keys as u32,
             first_position,
         );
-        columns::launch_unchecked::<R>(
+        sums::launch_unchecked::<R>(
             client,
+            // Diagonals never outnumber keys (`Problem::check`: positions end within the keys).
             CubeCount::Static(p.n_keys.div_ceil(units as usize) as u32, bh as u32, 1),
             CubeDim::new_1d(units),
             words(&logit_buffer, logit_len)?,
             words(&row_max, bh * last)?,
             words(&row_sum, bh * last)?,
             words(&vertical, bh * p.n_keys)?,
-            p.n_keys as u32,
-            first_position,
-            last as u32,
-        );
-        diagonals::launch_unchecked::<R>(
-            client,
-            CubeCount::Static(p.diagonals().div_ceil(units as usize) as u32, bh as u32, 1),
-            CubeDim::new_1d(units),
-            words(&logit_buffer, logit_len)?,
-            words(&row_max, bh * last)?,
-            words(&row_sum, bh * last)?,
             words(&slash, bh * p.diagonals())?,
             p.n_keys as u32,
             p.diagonals() as u32,
