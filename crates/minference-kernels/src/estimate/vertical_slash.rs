@@ -19,7 +19,7 @@
 //! Why not one launch: a row's softmax needs all its logits before any sum, and CubeCL has no
 //! grid-wide barrier. A launch split by rows instead (cubes of 8 or 16 of the last rows, each
 //! sweeping all the keys twice) needs none, but leaves a 32-head layer 128–256 cubes; on the
-//! H100 it took 15.4 ms at 128K where these launches took 8.7 (then 7.1 of them the logits,
+//! H100 it took 15.4 ms at 128K where these launches took 8.6 (then 7.1 of them the logits,
 //! since cut to 3.7 by [`KEY_STRIDE`]).
 
 use crate::sparse_flash::{Problem, MASKED};
@@ -33,10 +33,9 @@ const TILE: usize = 64;
 const SLICE: usize = 16;
 /// Units of a [`logits()`] or [`row_stats()`] cube.
 const UNITS: usize = 256;
-/// A staged key's words in [`logits()`]'s shared memory: the slice plus one. Units `u` and
-/// `u + 1` read keys `u % 16` and `u % 16 + 1` at the same dimension, one row apart: at a stride
-/// of 16 words the sixteen keys a plane reads fell in two banks (an 8-way conflict on every key
-/// read), at 17 they fall in sixteen.
+/// A staged key's words in [`logits()`]'s shared memory: the slice plus one. A plane's units
+/// read sixteen keys (`u % 16`, two units each) at one dimension: at a stride of 16 words those
+/// fell in two banks (an 8-way conflict on every key read), at 17 they fall in sixteen.
 const KEY_STRIDE: usize = SLICE + 1;
 
 /// Cube `(chunk, h, b)`: `logits[b, h, r, key] = scale · q[row_r] · k[key]` for the last `last`
@@ -207,8 +206,8 @@ fn probability(
 /// rows that reach it (`o ≤ position_r`). That diagonal's probabilities lie in the columns
 /// `j + r + 1 − last`, next to column `j`'s, so the two sums share the logits' cache lines. One
 /// launch instead of two, but not faster: 1.20 ms at 128K on the H100 against 0.60 + 0.61 for
-/// separate column and diagonal launches (the exponentials and divisions, two per logit, cost
-/// as much as the reads).
+/// separate column and diagonal launches (so the shared reads were not what bound them; not
+/// profiled further).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn sums(
