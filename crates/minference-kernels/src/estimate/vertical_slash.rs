@@ -20,7 +20,7 @@
 //! grid-wide barrier. A launch split by rows instead (cubes of 8 or 16 of the last rows, each
 //! sweeping all the keys twice) needs none, but leaves a 32-head layer 128–256 cubes; on the
 //! H100 it took 15.4 ms at 128K where these launches took 8.6 (then 7.1 of them the logits,
-//! since cut to 3.7 by [`KEY_STRIDE`]).
+//! since cut to 3.7 by `KEY_STRIDE`).
 
 use crate::sparse_flash::{Problem, MASKED};
 use crate::{limits, words, KernelError};
@@ -41,7 +41,7 @@ const KEY_STRIDE: usize = SLICE + 1;
 /// Cube `(chunk, h, b)`: `logits[b, h, r, key] = scale · q[row_r] · k[key]` for the last `last`
 /// query rows and the chunk's 64 keys. Unit `u` owns rows `u/16 + 16i` and keys `u%16 + 16j`
 /// (`i, j < 4`): a plane's query reads are two broadcast words, its key reads sixteen words in
-/// sixteen banks ([`KEY_STRIDE`]).
+/// sixteen banks (`KEY_STRIDE`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn logits<F: Float>(
