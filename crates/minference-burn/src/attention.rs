@@ -285,7 +285,9 @@ pub fn check_inputs<B: Backend>(
 ///
 /// Shapes as in [`check_inputs`]; the result has the shape and dtype of `q`.
 ///
-/// ```
+// The example runs on NdArray, whose backend impl needs the `ndarray` feature.
+#[cfg_attr(feature = "ndarray", doc = "```")]
+#[cfg_attr(not(feature = "ndarray"), doc = "```ignore")]
 /// use burn::backend::NdArray;
 /// use burn::tensor::{Distribution, Tensor};
 /// use minference_burn::{sparse_attention, AttentionOptions, LayerPatterns, Pattern};
