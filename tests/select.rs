@@ -1,8 +1,10 @@
 //! The device's top-k selection (`minference_kernels::estimate::select`) against a host sort, on
 //! Vulkan (lavapipe in CI): rows longer than a cube's units, budgets from one to the whole row,
-//! ties, forced entries and NaN keys. The index tests reach the selection through whole layers,
-//! whose rows are short; here every unit of the cube owns entries. On CUDA the same selection
-//! is checked by `minference-gpu-bench` (through the device index).
+//! ties, forced entries and NaN keys, with the rounds that stop once the choice is exact (the
+//! Block-Sparse rows') and with all sixteen (the Vertical-Slash rows'). The index tests reach the
+//! selection through whole layers, whose rows are short; here every unit of the cube owns
+//! entries. On CUDA the same selection is checked by `minference-gpu-bench` (through the device
+//! index).
 
 #![cfg(feature = "vulkan")]
 
@@ -41,6 +43,15 @@ fn row(rng: &mut StdRng, len: usize, distinct: u32) -> Vec<u32> {
 
 #[test]
 fn selection_equals_a_host_sort() {
+    selection_equals_a_host_sort_with(false);
+}
+
+#[test]
+fn selection_stopping_once_exact_equals_a_host_sort() {
+    selection_equals_a_host_sort_with(true);
+}
+
+fn selection_equals_a_host_sort_with(stop_early: bool) {
     let device = Default::default();
     let client = Tensor::<B, 1>::zeros([1], &device)
         .into_primitive()
@@ -76,6 +87,7 @@ fn selection_equals_a_host_sort() {
             n_keys as u32,
             diagonals as u32,
             width as u32,
+            stop_early,
         );
     }
     let chosen = u32::from_bytes(&client.read_one_unchecked(chosen_h)).to_vec();

@@ -136,7 +136,9 @@ const _: () = assert!(CHUNK == 4 * 16 && SCORE_COLUMNS == 4 * 16);
 /// time (H200, Block-Sparse top-100, same call, two runs each): 14.9 → 11.8–11.9 ms at 256K,
 /// 4.8 → 4.6 at 128K. Four by four a unit (was two by four): sixteen multiply-adds for eight
 /// shared-memory reads (was eight for six, two of them conflicting), where the reads bound it
-/// (H100, 128K: 15 TFLOP/s of fp32 in the last launch).
+/// (H100, 128K: 15 TFLOP/s of fp32 in the last launch). Tried and not kept: eight by eight
+/// in 64-unit cubes (64 multiply-adds for sixteen reads, Q rows padded against conflicts) took
+/// 1.47 ms for the four launches at 128K against 0.84 (H100, Nsight Compute, same call).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn block_scores(
@@ -315,6 +317,7 @@ pub fn select(
             64u32,
             &mut scratch,
             units,
+            true,
         );
         if tid == 0usize {
             block_count[slot] = budget;

@@ -2,10 +2,10 @@
 //!
 //! Scores become order-preserving `u32` keys ([`order_key()`]: larger float, larger key; NaN
 //! lowest), with the entries a pattern always keeps marked [`FORCED`] (above any score). The
-//! `budget`-th largest key is found two key bits a round from the top (16 rounds, each counting
-//! the keys at or above three candidate thresholds and summing the counts over the cube in
-//! shared memory, two levels of sixteen units), so no plane operation is needed and lavapipe
-//! runs it.
+//! `budget`-th largest key is found two key bits a round from the top (at most 16 rounds, each
+//! counting the keys at or above three candidate thresholds and summing the counts over the cube
+//! in shared memory, two levels of sixteen units; they stop once exactly `budget` keys are at or
+//! above the bits found), so no plane operation is needed and lavapipe runs it.
 //! Keys above the threshold are all taken and ties at it in index order, which is the host's
 //! rule (higher score first, then lower index). The chosen indices are written in ascending
 //! order through a prefix sum over units that each own a contiguous run.
@@ -112,6 +112,52 @@ pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: 
     totals[0usize]
 }
 
+/// The counts over the cube of `keys[0..len]` at or above `threshold` with the two bits of
+/// round `round` (from the top) set to 1, 2 and 3.
+#[cube]
+fn count_at_or_above(
+    keys: &Slice<u32>,
+    len: usize,
+    threshold: u32,
+    round: u32,
+    scratch: &mut SharedMemory<u32>,
+    #[comptime] units: usize,
+) -> Array<u32> {
+    let tid = UNIT_POS_X as usize;
+    let shift = 30u32 - 2u32 * round;
+    let mut candidates = Array::<u32>::new(CANDIDATES);
+    let mut counts = Array::<u32>::new(CANDIDATES);
+    #[unroll]
+    for d in 0..CANDIDATES {
+        candidates[d] = threshold | ((comptime!(d as u32) + 1u32) << shift);
+        counts[d] = 0u32;
+    }
+    for j in range_stepped(tid, len, units) {
+        let key = keys[j];
+        #[unroll]
+        for d in 0..CANDIDATES {
+            if key >= candidates[d] {
+                counts[d] += 1u32;
+            }
+        }
+    }
+    cube_sums(&counts, scratch, CANDIDATES, units)
+}
+
+/// The round's two bits of the threshold: the largest candidate whose count still reaches the
+/// budget (counts fall as the candidate grows), 0 when none does.
+#[cube]
+fn next_bits(totals: &Array<u32>, budget: u32) -> u32 {
+    let mut digit = 0u32;
+    #[unroll]
+    for d in 0..CANDIDATES {
+        if totals[d] >= budget {
+            digit = comptime!(d as u32) + 1u32;
+        }
+    }
+    digit
+}
+
 /// Chooses the `budget` largest of `keys[0..len]` (ties by lower index, `budget ≤ len`) and
 /// writes `step · index` for each, ascending, to `out[base..base + budget]`. Called by all
 /// `units` units of the cube (a multiple of `PART` (16)), with `scratch` of
@@ -122,7 +168,12 @@ pub fn cube_sum(value: u32, scratch: &mut SharedMemory<u32>, #[comptime] units: 
 /// (H100, bf16, three runs each on structured and random inputs): Block-Sparse top-100 index
 /// 5.5–5.7 → 4.7–5.0 ms at 128K and 16.7 → 15.3–15.4 at 256K (its rows hold 8 and 16 entries a
 /// unit: the sums dominated); the Vertical-Slash index, whose rows hold 256 and 512 entries a
-/// unit, 10.4–10.6 → 10.2–10.5 ms and 22.3–24.9 → 21.4–23.9.
+/// unit, 10.4–10.6 → 10.2–10.5 ms and 22.3–24.9 → 21.4–23.9. Stopping once exact
+/// (`stop_early`): the Block-Sparse selection's four launches at 128K 1.25 → 0.74–0.77 ms, its
+/// index 2.4–2.5 → 1.9–2.2 ms at 128K and 7.3–7.5 → 6.0–6.2 at 256K (H100, same calls). On the
+/// Vertical-Slash rows, whose keys are read from global memory (512 a unit at 256K), the same
+/// loop took 3.19 ms against 1.55 (Nsight Compute, same call; why was not found), so
+/// [`top_rows()`] keeps the sixteen rounds.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn emit_top(
@@ -134,52 +185,52 @@ pub fn emit_top(
     step: u32,
     scratch: &mut SharedMemory<u32>,
     #[comptime] units: usize,
+    #[comptime] stop_early: bool,
 ) {
     let tid = UNIT_POS_X as usize;
 
     // The budget-th largest key: the largest `t` with at least `budget` keys ≥ t, two bits a
-    // round from the top. The counts of keys ≥ `t | d·2^shift` fall as `d` grows; the round
-    // keeps the largest `d` whose count still reaches the budget (0 when none does).
+    // round from the top ([`next_bits`]). With `stop_early`, once exactly `budget` keys are ≥
+    // the bits found so far (`exact`), those keys are the choice, ties included, and the rounds
+    // stop: a Block-Sparse row's budget-th and next keys differ in a bit near the top (about
+    // the ninth of the mantissa), not in the last. Every unit sees the same totals, so all
+    // leave the loop together.
     let mut threshold = 0u32;
-    for round in 0..16u32 {
-        let shift = 30u32 - 2u32 * round;
-        let mut candidates = Array::<u32>::new(CANDIDATES);
-        let mut counts = Array::<u32>::new(CANDIDATES);
-        #[unroll]
-        for d in 0..CANDIDATES {
-            candidates[d] = threshold | ((comptime!(d as u32) + 1u32) << shift);
-            counts[d] = 0u32;
-        }
-        for j in range_stepped(tid, len, units) {
-            let key = keys[j];
-            #[unroll]
-            for d in 0..CANDIDATES {
-                if key >= candidates[d] {
-                    counts[d] += 1u32;
-                }
+    let mut exact = false;
+    if comptime!(stop_early) {
+        let mut at_least = len as u32;
+        exact = at_least == budget;
+        let mut round = 0u32;
+        while round < 16u32 && !exact {
+            let totals = count_at_or_above(keys, len, threshold, round, scratch, units);
+            let digit = next_bits(&totals, budget);
+            if digit > 0u32 {
+                at_least = totals[(digit - 1u32) as usize];
             }
+            threshold |= digit << (30u32 - 2u32 * round);
+            exact = at_least == budget;
+            round += 1u32;
         }
-        let totals = cube_sums(&counts, scratch, CANDIDATES, units);
-        let mut digit = 0u32;
-        #[unroll]
-        for d in 0..CANDIDATES {
-            if totals[d] >= budget {
-                digit = comptime!(d as u32) + 1u32;
-            }
+    } else {
+        for round in 0..16u32 {
+            let totals = count_at_or_above(keys, len, threshold, round, scratch, units);
+            threshold |= next_bits(&totals, budget) << (30u32 - 2u32 * round);
         }
-        threshold |= digit << shift;
     }
 
     // Each unit owns a contiguous run of entries so that the output stays sorted.
     let run = len.div_ceil(units);
     let start = usize::min(tid * run, len);
     let end = usize::min(start + run, len);
+    // Taken outright: keys above the threshold, or at it when `exact`; otherwise keys at it
+    // are ties, taken in index order.
     let mut above = 0u32;
     let mut ties = 0u32;
     for j in start..end {
-        if keys[j] > threshold {
+        let key = keys[j];
+        if key > threshold || (exact && key == threshold) {
             above += 1u32;
-        } else if keys[j] == threshold {
+        } else if key == threshold {
             ties += 1u32;
         }
     }
@@ -229,8 +280,8 @@ pub fn emit_top(
     sync_cube();
     for j in start..end {
         let key = keys[j];
-        let mut take = key > threshold;
-        if key == threshold {
+        let mut take = key > threshold || (exact && key == threshold);
+        if !exact && key == threshold {
             take = tie_rank < ties_wanted;
             tie_rank += 1u32;
         }
@@ -277,7 +328,9 @@ pub fn vertical_slash_keys(
 
 /// Cube `(which, h, b)`: head `h`'s chosen columns (`which = 0`) or diagonals (`which = 1`),
 /// ascending, into `chosen[((b · heads + h) · 2 + which) · width ..]`. `budgets[2h + which]` is
-/// the head's budget (clamped to the row by the caller); 0 skips the head.
+/// the head's budget (clamped to the row by the caller); 0 skips the head. `stop_early` as in
+/// [`emit_top()`]: the Vertical-Slash index passes `false` (see there); the test of the
+/// selection runs both.
 #[cube(launch_unchecked)]
 pub fn top_rows(
     keys: &Array<u32>,
@@ -286,6 +339,7 @@ pub fn top_rows(
     n_keys: u32,
     diagonals: u32,
     width: u32,
+    #[comptime] stop_early: bool,
 ) {
     let which = CUBE_POS_X as usize;
     let h = CUBE_POS_Y as usize;
@@ -311,6 +365,7 @@ pub fn top_rows(
             1u32,
             &mut scratch,
             ROW_UNITS,
+            stop_early,
         );
     }
 }

@@ -210,6 +210,7 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 p.n_keys as u32,
                 p.diagonals() as u32,
                 width as u32,
+                false,
             );
             convert::vertical_slash::launch_unchecked::<R>(
                 client,
