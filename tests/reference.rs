@@ -333,81 +333,43 @@ pub fn bad_input_is_refused<B: Backend + minference::SparseAttentionBackend>(dev
     let t =
         |shape: [usize; 4]| Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
     let four = LayerPatterns::uniform(Pattern::Dense, 4).unwrap();
+    let three = LayerPatterns::uniform(Pattern::Dense, 3).unwrap();
     let opts = AttentionOptions::default();
-    let run = |q, k, v, p: &LayerPatterns, o: &AttentionOptions| {
-        sparse_attention::<B>(q, k, v, p, o).unwrap_err()
+    // The error for Q, K and V of these shapes, under `patterns` and `o`.
+    let refused = |[q, k, v]: [[usize; 4]; 3], patterns: &LayerPatterns, o: &AttentionOptions| {
+        sparse_attention::<B>(t(q), t(k), t(v), patterns, o).unwrap_err()
     };
+    let err = |shapes| refused(shapes, &four, &opts);
+    let kv = [1, 2, 10, 8];
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 3, 10, 8]),
-            t([1, 3, 10, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 10, 8], [1, 3, 10, 8], [1, 3, 10, 8]]),
         MinferenceError::Grouping {
             q_heads: 4,
             kv_heads: 3
         }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 2, 10, 16]),
-            t([1, 2, 10, 16]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 10, 8], [1, 2, 10, 16], [1, 2, 10, 16]]),
         MinferenceError::Shape { what: "k", .. }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([2, 2, 10, 8]),
-            t([2, 2, 10, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 10, 8], [2, 2, 10, 8], [2, 2, 10, 8]]),
         MinferenceError::Shape { what: "k", .. }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 11, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 10, 8], kv, [1, 2, 11, 8]]),
         MinferenceError::Shape { what: "v", .. }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 0, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 10, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 0, 8], kv, kv]),
         MinferenceError::Empty { what: "q", .. }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 2, 0, 8]),
-            t([1, 2, 0, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 10, 8], [1, 2, 0, 8], [1, 2, 0, 8]]),
         MinferenceError::Empty { what: "k", .. }
     ));
     assert!(matches!(
-        run(
-            t([1, 4, 12, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 10, 8]),
-            &four,
-            &opts
-        ),
+        err([[1, 4, 12, 8], kv, kv]),
         MinferenceError::QueryPastKeys { .. }
     ));
     let offset = AttentionOptions {
@@ -415,28 +377,15 @@ pub fn bad_input_is_refused<B: Backend + minference::SparseAttentionBackend>(dev
         scale: None,
     };
     assert!(matches!(
-        run(
-            t([1, 4, 6, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 10, 8]),
-            &four,
-            &offset
-        ),
+        refused([[1, 4, 6, 8], kv, kv], &four, &offset),
         MinferenceError::QueryPastKeys {
             query_offset: 5,
             n_queries: 6,
             n_keys: 10
         }
     ));
-    let three = LayerPatterns::uniform(Pattern::Dense, 3).unwrap();
     assert!(matches!(
-        run(
-            t([1, 4, 10, 8]),
-            t([1, 2, 10, 8]),
-            t([1, 2, 10, 8]),
-            &three,
-            &opts
-        ),
+        refused([[1, 4, 10, 8], kv, kv], &three, &opts),
         MinferenceError::PatternCount {
             patterns: 3,
             heads: 4
@@ -450,13 +399,7 @@ pub fn bad_input_is_refused<B: Backend + minference::SparseAttentionBackend>(dev
             scale: Some(scale),
         };
         assert!(matches!(
-            run(
-                t([1, 4, 10, 8]),
-                t([1, 2, 10, 8]),
-                t([1, 2, 10, 8]),
-                &four,
-                &bad_scale
-            ),
+            refused([[1, 4, 10, 8], kv, kv], &four, &bad_scale),
             MinferenceError::InvalidPattern { .. }
         ));
     }
