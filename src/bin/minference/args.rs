@@ -176,7 +176,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Write the table (markdown, with this command) here, and the needle heat-map next to it
-    /// (`.png`).
+    /// (`.png`, when the needle task runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where to run, in which float type.

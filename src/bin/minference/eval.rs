@@ -144,12 +144,15 @@ impl WithModel for Eval {
                 args.max_tokens
             );
             std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
-            let png = out.with_extension("png");
+            // The heat map plots the needle task's depths; without it there is none to write.
             if kinds.contains(&TaskKind::Needle) {
+                let png = out.with_extension("png");
                 needle_heatmap(&outcomes, &names, &png)
                     .map_err(|e| format!("{}: {e}", png.display()))?;
+                eprintln!("wrote {} and {}", out.display(), png.display());
+            } else {
+                eprintln!("wrote {}", out.display());
             }
-            eprintln!("wrote {} and {}", out.display(), png.display());
         }
         Ok(())
     }
