@@ -1,12 +1,11 @@
 //! What Vertical-Slash's 64-key tiles cost beyond its diagonals' windows, on the synthetic
 //! inputs the GPU benchmarks time.
 //!
-//! For a 64-row query block, a chosen diagonal `o` needs the keys `first − o ..= last − o`: a
-//! 64-key window. The unified index (as MInference's conversion) merges overlapping windows into
-//! ranges and covers each range with whole 64-key tiles, so a range of 65 keys costs 128. Tiles
-//! that could take their 64 keys across two ranges (every range is at least one window long, so
-//! a tile would span at most two) would cost only the union of the windows, rounded up once per
-//! query block. This example measures both on the host estimate's choices, as tile area (what
+//! For a 64-row query block, a chosen diagonal `o` needs a 64-key window. The unified index (as
+//! MInference's conversion) covers the merged windows with 64-key tiles laid from each range's
+//! start, so a range of 65 keys costs 128. Tiles that could take their 64 keys across two ranges
+//! (every range is at least one window long, so a tile would span at most two) would cost only
+//! the union of the windows, rounded up once per query block. This example measures both on the host estimate's choices, as tile area (what
 //! a kernel computes, masked entries included) over the causal pairs, next to the pairs the
 //! library's own index keeps (its `density`, the benchmarks' figure). No kernel computes packed
 //! tiles yet; this says how much one would save:
@@ -18,6 +17,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
+use minference::index::{vertical_slash_block, vertical_slash_windows};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
@@ -27,47 +27,26 @@ type B = minference::backend::Cpu;
 /// MInference's default Vertical-Slash budget: columns and diagonals.
 const BUDGET: (usize, usize) = (1000, 6096);
 
-/// Keys a query block computes: in tiles of whole ranges, and in tiles packed across ranges.
-#[derive(Default)]
+/// Keys a query block computes: in the index's tiles, and in tiles packed across ranges.
 struct Keys {
     tiles: usize,
     packed: usize,
 }
 
-/// The keys query block `rows` (first and last position) computes for `diagonals` and
-/// `columns` (both ascending): merged diagonal windows in 64-key tiles, then the columns left of
-/// the block that no window covers, gathered in chunks of 64.
-fn block_keys(first: usize, last: usize, diagonals: &[u32], columns: &[u32]) -> Keys {
-    // Windows `[first − o, last − o]` (clipped at key 0), merged where they overlap or touch;
-    // diagonals ascending give window starts descending.
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for &o in diagonals.iter().rev() {
-        let o = o as usize;
-        if o > last {
-            continue;
-        }
-        let (start, end) = (first.saturating_sub(o), last - o + 1);
-        match ranges.last_mut() {
-            Some(r) if start <= r.1 => r.1 = r.1.max(end),
-            _ => ranges.push((start, end)),
-        }
+/// The keys block `m` computes for `columns` and `diagonals` (both ascending): the library's
+/// own conversion ([`vertical_slash_block`]: its tiles and its gathered columns in chunks of
+/// 64), and the same with the windows' union ([`vertical_slash_windows`]) packed into tiles.
+fn block_keys(geometry: &Geometry, m: usize, columns: &[u32], diagonals: &[u32]) -> Keys {
+    let selection = vertical_slash_block(geometry, m, columns, diagonals);
+    let chunks = selection.columns.len().div_ceil(64) * 64;
+    // The windows arrive sorted by start: one pass merges them.
+    let (mut union, mut reach) = (0, 0);
+    for (start, end) in vertical_slash_windows(geometry, m, diagonals) {
+        union += end.saturating_sub(start.max(reach));
+        reach = reach.max(end);
     }
-    let covered = |c: usize| {
-        let i = ranges.partition_point(|&(_, end)| end <= c);
-        i < ranges.len() && ranges[i].0 <= c
-    };
-    let gathered = columns
-        .iter()
-        .filter(|&&c| (c as usize) < first && !covered(c as usize))
-        .count();
-    let chunks = gathered.div_ceil(64) * 64;
-    let union: usize = ranges.iter().map(|(a, b)| b - a).sum();
     Keys {
-        tiles: ranges
-            .iter()
-            .map(|(a, b)| (b - a).div_ceil(64) * 64)
-            .sum::<usize>()
-            + chunks,
+        tiles: selection.tiles.len() * 64 + chunks,
         packed: union.div_ceil(64) * 64 + chunks,
     }
 }
@@ -109,6 +88,7 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let (mut causal, mut tiles, mut packed) = (0f64, 0f64, 0f64);
+    let mut tile_count = 0u64;
     let (vertical, slash) = clamp_budgets(BUDGET.0, BUDGET.1, &geometry);
     for h in 0..args.heads {
         let (columns, diagonals) = select(
@@ -118,11 +98,12 @@ fn run(args: &Args) -> Result<(), String> {
             slash,
         );
         for m in 0..blocks {
-            let (first, last) = (m * 64, (m * 64 + 64).min(n) - 1);
-            let rows = (last - first + 1) as f64;
-            let keys = block_keys(first, last, &diagonals, &columns);
-            causal += (first + last + 2) as f64 / 2.0 * rows;
+            let positions = geometry.block_positions(m);
+            let rows = positions.len() as f64;
+            let keys = block_keys(&geometry, m, &columns, &diagonals);
+            causal += (positions.start + positions.end + 1) as f64 / 2.0 * rows;
             tiles += keys.tiles as f64 * rows;
+            tile_count += (keys.tiles / 64) as u64;
             packed += keys.packed as f64 * rows;
         }
         bar.inc(blocks as u64);
@@ -133,11 +114,19 @@ fn run(args: &Args) -> Result<(), String> {
         slash: BUDGET.1,
     };
     let patterns = LayerPatterns::uniform(pattern, args.heads).map_err(|e| e.to_string())?;
-    let kept = build_index(&q, &k, &patterns, &geometry, scale).density();
+    let index = build_index(&q, &k, &patterns, &geometry, scale);
+    // The same choices through the library's whole path: the same tiles, or this is wrong.
+    if index.computed_tiles() != tile_count {
+        return Err(format!(
+            "counted {tile_count} tiles, the index computes {}",
+            index.computed_tiles()
+        ));
+    }
+    let kept = index.density();
     println!(
         "{n} tokens, {} input, {} heads, Vertical-Slash {BUDGET:?} (the index keeps {:.1} % of \
-         the causal pairs): tiles of whole ranges compute {:.1} % of their count, tiles packed \
-         across ranges {:.1} % ({:.1} % less)",
+         the causal pairs): its tiles compute {:.1} % of their count, tiles packed across ranges \
+         {:.1} % ({:.1} % less)",
         args.input,
         args.heads,
         100.0 * kept,
@@ -173,27 +162,33 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::block_keys;
+    use minference::Geometry;
 
     #[test]
     fn ranges_of_whole_windows_cost_the_same_either_way() {
-        // Rows 128..=191; diagonals 0 and 65: windows 128..=191 and 63..=126, one tile each.
-        let keys = block_keys(128, 191, &[0, 65], &[]);
+        // Block 2 (positions 128..192); diagonals 0 and 65: windows 128..192 and 63..127, one
+        // tile each.
+        let g = Geometry::new(192, 192, None).unwrap();
+        let keys = block_keys(&g, 2, &[], &[0, 65]);
         assert_eq!((keys.tiles, keys.packed), (128, 128));
     }
 
     #[test]
     fn packed_tiles_take_keys_across_ranges() {
-        // Rows 1000..=1063; diagonals 0/10, 300/310 and 600/610 make three ranges of 74 keys
-        // (990..=1063, 690..=763, 390..=463): two whole tiles each, or 222 keys in four tiles.
-        let keys = block_keys(1000, 1063, &[0, 10, 300, 310, 600, 610], &[]);
+        // Block 16 (positions 1024..1088); diagonals 0/10, 300/310 and 600/610 make three
+        // ranges of 74 keys (1014..1088, 714..788, 414..488): two tiles each, or 222 keys in
+        // four tiles.
+        let g = Geometry::new(1088, 1088, None).unwrap();
+        let keys = block_keys(&g, 16, &[], &[0, 10, 300, 310, 600, 610]);
         assert_eq!((keys.tiles, keys.packed), (6 * 64, 4 * 64));
     }
 
     #[test]
     fn columns_inside_a_window_are_not_gathered_again() {
-        // Rows 128..=191; diagonal 100's window 28..=91 covers column 50; column 5 is gathered
-        // (one chunk of 64).
-        let keys = block_keys(128, 191, &[100], &[5, 50]);
-        assert_eq!((keys.tiles, keys.packed), (64 + 64, 64 + 64));
+        // Block 2; diagonal 100's window 28..92 covers column 50; column 5 is gathered (one
+        // chunk of 64); diagonal 0 is always in (its window 128..192).
+        let g = Geometry::new(192, 192, None).unwrap();
+        let keys = block_keys(&g, 2, &[5, 50], &[100]);
+        assert_eq!((keys.tiles, keys.packed), (3 * 64, 3 * 64));
     }
 }

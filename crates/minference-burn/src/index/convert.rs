@@ -61,19 +61,17 @@ pub fn dense_block(geometry: &Geometry, m: usize) -> BlockSelection {
     }
 }
 
-/// Vertical-Slash: the chosen key `columns` and diagonals (offsets `o = position − key`).
+/// The 64-wide key windows Vertical-Slash's `diagonals` (offsets `o = position − key`) need in
+/// block `m`, sorted by start.
 ///
-/// Each diagonal `o` becomes the 64-wide window of keys `[e − 64, e)` with `e = max(p_end − o, 64)`,
-/// `p_end` the block's end position: exactly the keys diagonal `o` crosses in a full block. The
-/// diagonal `o = 0` is always included, so every query sees itself and the columns at or after
-/// the block's first query are inside a tile. Windows merge into disjoint tiles ([`cover`]);
-/// columns not covered become single columns.
-pub fn vertical_slash_block(
+/// Diagonal `o` becomes the window of keys `[e − 64, e)` with `e = max(p_end − o, 64)`, `p_end`
+/// the block's end position: exactly the keys diagonal `o` crosses in a full block. The diagonal
+/// `o = 0` is always included, so every query sees itself.
+pub fn vertical_slash_windows(
     geometry: &Geometry,
     m: usize,
-    columns: &[u32],
     diagonals: &[u32],
-) -> BlockSelection {
+) -> Vec<(usize, usize)> {
     let positions = geometry.block_positions(m);
     // Larger offsets give earlier windows: walking the diagonals from the largest keeps the
     // windows sorted (`diagonals` is sorted ascending; anything else is sorted here).
@@ -81,7 +79,7 @@ pub fn vertical_slash_block(
         let end = (positions.end - o as usize).max(BLOCK);
         (end - BLOCK, end)
     };
-    let mut windows: Vec<(usize, usize)> = diagonals
+    let windows: Vec<(usize, usize)> = diagonals
         .iter()
         .rev()
         .copied()
@@ -89,10 +87,26 @@ pub fn vertical_slash_block(
         .filter(|&o| (o as usize) < positions.end)
         .map(window)
         .collect();
-    if !windows.is_sorted() {
-        windows = sorted(windows);
+    if windows.is_sorted() {
+        windows
+    } else {
+        sorted(windows)
     }
-    let tiles = cover(&windows);
+}
+
+/// Vertical-Slash: the chosen key `columns` and diagonals (offsets `o = position − key`).
+///
+/// The diagonals' windows ([`vertical_slash_windows`]) merge into disjoint tiles ([`cover`]);
+/// since the diagonal `o = 0` is among them, the columns at or after the block's first query are
+/// inside a tile; columns not covered become single columns.
+pub fn vertical_slash_block(
+    geometry: &Geometry,
+    m: usize,
+    columns: &[u32],
+    diagonals: &[u32],
+) -> BlockSelection {
+    let positions = geometry.block_positions(m);
+    let tiles = cover(&vertical_slash_windows(geometry, m, diagonals));
     let columns = leftover_columns(columns.iter().map(|&c| c as usize), &tiles, positions.start);
     BlockSelection { tiles, columns }
 }

@@ -12,7 +12,10 @@ mod convert;
 mod geometry;
 mod mask;
 
-pub use convert::{a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block};
+pub use convert::{
+    a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block,
+    vertical_slash_windows,
+};
 pub use geometry::Geometry;
 
 use crate::pattern::BLOCK;
