@@ -180,6 +180,7 @@ fn device_index_equals_host_conversion() {
             },
         ],
     ];
+    let mut jumped = 0;
     for (i, case) in CASES.iter().enumerate() {
         let spec = spec(case);
         let mix = mixes[i % mixes.len()];
@@ -211,6 +212,8 @@ fn device_index_equals_host_conversion() {
                 for m in 0..g.query_blocks() {
                     let at = format!("{case:?} {}: head {bh} block {m}", patterns.heads()[h]);
                     assert_eq!(got.columns(b, h, m), want.columns(b, h, m), "{at}");
+                    assert_eq!(got.jumps(b, h, m), want.jumps(b, h, m), "{at}: jumps");
+                    jumped += got.jumps(b, h, m).iter().filter(|&&j| j != 0).count();
                     let (got, want) = (got.tiles(b, h, m), want.tiles(b, h, m));
                     if !matches!(patterns.heads()[h], Pattern::BlockSparse { .. }) || got == want {
                         assert_eq!(got, want, "{at}");
@@ -221,6 +224,8 @@ fn device_index_equals_host_conversion() {
             }
         }
     }
+    // Vertical-Slash tiles that take keys across two ranges were compared.
+    assert!(jumped > 0, "no tile jumped: the cases do not reach packing");
 }
 
 /// Block-Sparse picks of query block `m` against the host's: the same count, sorted, the forced

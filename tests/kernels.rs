@@ -86,7 +86,7 @@ fn long_rows_within_loop_cap() {
         1,
         &[BlockSelection {
             tiles: (0..n_keys as u32 / 64).map(|t| t * 64).collect(),
-            columns: vec![],
+            ..Default::default()
         }],
     );
     let expected = host(&attention_with_index(&q, &k, &v, &index, 0.1));

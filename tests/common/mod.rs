@@ -3,6 +3,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use minference::index::jump;
 use minference::synthetic::{InputKind, SyntheticSpec};
 use minference::{BlockSelection, Geometry, LayerPatterns, Pattern, SparseIndex};
 
@@ -120,7 +121,8 @@ pub fn patterns(heads: usize, n: usize) -> LayerPatterns {
 }
 
 /// A hand-made index with every edge an engine must handle: a tile running past the keys, 70
-/// gathered columns (two chunks, the second partial), blocks with a single tile, a query offset.
+/// gathered columns (two chunks, the second partial), blocks with a single tile, tiles whose
+/// keys jump (one around gathered columns), a query offset.
 /// Returns the inputs' spec, the index and the softmax scale.
 pub fn edge_case() -> (SyntheticSpec, SparseIndex, f64) {
     let (n_q, n_k, offset) = (130, 400, 270);
@@ -136,14 +138,28 @@ pub fn edge_case() -> (SyntheticSpec, SparseIndex, f64) {
         seed: 5,
     };
     let g = Geometry::new(n_q, n_k, Some(offset)).unwrap();
-    let block = |tiles: Vec<u32>, columns: Vec<u32>| BlockSelection { tiles, columns };
+    let block = |tiles: Vec<u32>, jumps: Vec<u32>, columns: Vec<u32>| BlockSelection {
+        tiles,
+        jumps,
+        columns,
+    };
     let blocks = [
-        block(vec![336], (0..140).step_by(2).collect()),
-        block(vec![334, 398], vec![3]),
-        block(vec![390], vec![]),
-        block(vec![270], vec![]),
-        block(vec![334], vec![]),
-        block(vec![398], vec![0, 1, 2]),
+        block(vec![336], vec![], (0..140).step_by(2).collect()),
+        // Keys 100..120 and 170..214, then two tiles of consecutive keys.
+        block(
+            vec![100, 334, 398],
+            vec![jump::encode(20, 50), 0, 0],
+            vec![3],
+        ),
+        block(vec![390], vec![], vec![]),
+        block(vec![270], vec![], vec![]),
+        block(vec![334], vec![], vec![]),
+        // Keys 10..60 and 63..77 around the gathered 60..63 (a jump of 3 keys).
+        block(
+            vec![10, 398],
+            vec![jump::encode(50, 3), 0],
+            vec![0, 1, 2, 60, 61, 62],
+        ),
     ];
     let index = SparseIndex::pack(g, 1, 2, &blocks);
     index.check_invariants().unwrap();

@@ -206,25 +206,53 @@ pub fn attention_with_index(
             acc,
             scores: vec![0.0; BLOCK * BLOCK],
         };
-        for &t in index.tiles(b, h, m) {
-            let t = t as usize;
-            let len = BLOCK.min(n_k - t);
-            let span = t * d..(t + len) * d;
-            block.fold(&keys[span.clone()], &values[span], len, Some((t, first)));
-        }
-        // Gathered columns sit before the block (every row may see them), 64 at a time.
         let mut gathered_k = vec![0.0; BLOCK * d];
         let mut gathered_v = vec![0.0; BLOCK * d];
-        for chunk in index.columns(b, h, m).chunks(BLOCK) {
-            for (slot, &c) in chunk.iter().enumerate() {
-                let c = c as usize;
-                gathered_k[slot * d..(slot + 1) * d].copy_from_slice(&keys[c * d..(c + 1) * d]);
-                gathered_v[slot * d..(slot + 1) * d].copy_from_slice(&values[c * d..(c + 1) * d]);
+        for [run, jumped] in index.tile_runs(b, h, m) {
+            if jumped.is_empty() {
+                let t = run.start;
+                let len = BLOCK.min(n_k - t);
+                let span = t * d..(t + len) * d;
+                block.fold(&keys[span.clone()], &values[span], len, Some((t, first)));
+            } else {
+                // A tile whose keys jump lies before the block: every row sees all 64.
+                let len = gather(
+                    &mut gathered_k,
+                    &mut gathered_v,
+                    keys,
+                    values,
+                    d,
+                    run.chain(jumped),
+                );
+                block.fold(&gathered_k[..len * d], &gathered_v[..len * d], len, None);
             }
-            let len = chunk.len();
+        }
+        // Gathered columns sit before the block (every row may see them), 64 at a time.
+        for chunk in index.columns(b, h, m).chunks(BLOCK) {
+            let positions = chunk.iter().map(|&c| c as usize);
+            let len = gather(&mut gathered_k, &mut gathered_v, keys, values, d, positions);
             block.fold(&gathered_k[..len * d], &gathered_v[..len * d], len, None);
         }
         block.finish();
     });
     out
+}
+
+/// Copies the K and V rows of `positions` (at most 64) to the front of `into_k`/`into_v`;
+/// returns how many.
+fn gather(
+    into_k: &mut [f32],
+    into_v: &mut [f32],
+    keys: &[f32],
+    values: &[f32],
+    d: usize,
+    positions: impl Iterator<Item = usize>,
+) -> usize {
+    let mut len = 0;
+    for c in positions {
+        into_k[len * d..(len + 1) * d].copy_from_slice(&keys[c * d..(c + 1) * d]);
+        into_v[len * d..(len + 1) * d].copy_from_slice(&values[c * d..(c + 1) * d]);
+        len += 1;
+    }
+    len
 }

@@ -69,6 +69,7 @@ pub fn upload_index<R: CubeRuntime>(
         client,
         &index.block_count,
         &index.block_offset,
+        &index.block_jump,
         &index.column_count,
         &index.column_index,
         index.max_blocks,
@@ -433,6 +434,7 @@ pub fn download_index<R: CubeRuntime>(
         max_columns: handles.max_columns,
         block_count: read(handles.block_count),
         block_offset: read(handles.block_offset),
+        block_jump: read(handles.block_jump),
         column_count: read(handles.column_count),
         column_index: read(handles.column_index),
     }

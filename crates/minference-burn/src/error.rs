@@ -68,6 +68,14 @@ pub enum MinferenceError {
         /// Number of keys.
         n_keys: usize,
     },
+    /// More keys than the index addresses (a tile's jump word holds gaps below 2²⁶ keys).
+    #[error("{n_keys} keys: one attention call takes at most {max} keys (67M); pre-fill in shorter calls")]
+    TooManyKeys {
+        /// Keys given.
+        n_keys: usize,
+        /// The most one call takes.
+        max: usize,
+    },
     /// The number of per-head patterns does not match the tensor's heads.
     #[error("{patterns} head patterns were given for {heads} query heads")]
     PatternCount {

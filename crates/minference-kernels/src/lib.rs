@@ -5,7 +5,8 @@
 //! `minference-burn`, which hands these launchers its tensors' buffers.
 //!
 //! - [`sparse_flash`]: one flash-attention forward kernel over the unified sparse index
-//!   (64-wide key tiles with a causal mask inside + gathered single columns), online softmax
+//!   (64-key tiles with a causal mask inside, whose keys may jump a gap once, + gathered single
+//!   columns), online softmax
 //!   with fp32 statistics and accumulators, grouped-query heads read in place. Three paths: a
 //!   portable one (any device, any float), a tensor-core one (`cmma`, f16/bf16) and a
 //!   register-resident one (manual `mma`, softmax in registers, f16/bf16; 32 query rows a

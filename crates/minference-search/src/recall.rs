@@ -38,11 +38,10 @@ impl ChunkPrefix {
             let r = self.first_row + i;
             let m = r / BLOCK;
             let position = g.query_offset + r;
-            for &t in index.tiles(0, h, m) {
-                let t = t as usize;
-                let end = (t + BLOCK).min(g.n_keys).min(position + 1);
-                if end > t {
-                    kept += self.mass(h, i, t, end);
+            for run in index.tile_runs(0, h, m).flatten() {
+                let end = run.end.min(g.n_keys).min(position + 1);
+                if end > run.start {
+                    kept += self.mass(h, i, run.start, end);
                 }
             }
             for &c in index.columns(0, h, m) {

@@ -108,6 +108,7 @@ pub(crate) fn score_checks(device: &Device) -> (Vec<String>, bool) {
             for m in 0..g.query_blocks() {
                 let (got_tiles, want_tiles) = (device_index.tiles(b, h, m), host.tiles(b, h, m));
                 index_ok &= device_index.columns(b, h, m) == host.columns(b, h, m);
+                index_ok &= device_index.jumps(b, h, m) == host.jumps(b, h, m);
                 if matches!(patterns.heads()[h], Pattern::BlockSparse { .. }) {
                     let row = block_scores.row(bh, m);
                     let total =

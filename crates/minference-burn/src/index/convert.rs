@@ -2,6 +2,7 @@
 
 use super::{BlockSelection, Geometry};
 use crate::pattern::BLOCK;
+use minference_kernels::index::jump;
 
 /// Covers sorted `[start, end)` intervals with disjoint 64-wide tiles.
 ///
@@ -30,7 +31,6 @@ fn sorted(mut intervals: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
 
 /// Single columns that a block needs besides its tiles: sorted, before the block's first query,
 /// outside every tile (`tiles` sorted and disjoint, as [`cover`] makes them), deduplicated.
-/// A binary search per column: a Vertical-Slash block at 128K has ~1000 columns and ~1000 tiles.
 fn leftover_columns(
     columns: impl IntoIterator<Item = usize>,
     tiles: &[u32],
@@ -57,7 +57,7 @@ pub fn dense_block(geometry: &Geometry, m: usize) -> BlockSelection {
     let positions = geometry.block_positions(m);
     BlockSelection {
         tiles: cover(&[(0, positions.end.min(geometry.n_keys))]),
-        columns: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -94,11 +94,28 @@ pub fn vertical_slash_windows(
     }
 }
 
+/// Merges windows sorted by start into disjoint ranges (touching ones join).
+fn merged(windows: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
+    for &(start, end) in windows {
+        match ranges.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => ranges.push((start, end)),
+        }
+    }
+    ranges
+}
+
 /// Vertical-Slash: the chosen key `columns` and diagonals (offsets `o = position − key`).
 ///
-/// The diagonals' windows ([`vertical_slash_windows`]) merge into disjoint tiles ([`cover`]);
-/// since the diagonal `o = 0` is among them, the columns at or after the block's first query are
-/// inside a tile; columns not covered become single columns.
+/// The diagonals' windows ([`vertical_slash_windows`]) merge into disjoint ranges, whose keys
+/// are cut as one ascending stream: its lowest `union mod 64` keys become gathered columns,
+/// the rest 64-key tiles, a tile taking the end of one range and the start of the next where
+/// it must ([`minference_kernels::index::jump`]). So the tiles compute the windows' union and
+/// nothing else. The last 64 keys, `[p_end − 64, p_end)`, are the window of the diagonal
+/// `o = 0` (always among them): one tile of consecutive keys holds every key at or after the
+/// block's first query, and every other tile and gathered key lies before it. The columns
+/// before the block outside the union are gathered as well.
 pub fn vertical_slash_block(
     geometry: &Geometry,
     m: usize,
@@ -106,9 +123,52 @@ pub fn vertical_slash_block(
     diagonals: &[u32],
 ) -> BlockSelection {
     let positions = geometry.block_positions(m);
-    let tiles = cover(&vertical_slash_windows(geometry, m, diagonals));
-    let columns = leftover_columns(columns.iter().map(|&c| c as usize), &tiles, positions.start);
-    BlockSelection { tiles, columns }
+    let ranges = merged(&vertical_slash_windows(geometry, m, diagonals));
+    let union: usize = ranges.iter().map(|(start, end)| end - start).sum();
+    let rest = union % BLOCK;
+    let (mut tiles, mut jumps) = (Vec::new(), Vec::new());
+    let mut gathered: Vec<usize> = Vec::new();
+    // A tile begun at the end of a range: its start and the keys it holds.
+    let mut open: Option<(usize, usize)> = None;
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        let mut at = start;
+        if i == 0 {
+            gathered.extend(start..start + rest);
+            at += rest;
+        }
+        if let Some((first, held)) = open.take() {
+            // Every range after the first holds a whole window: the tile's rest fits.
+            tiles.push(first as u32);
+            jumps.push(jump::encode(held, at - (first + held)));
+            at += BLOCK - held;
+        }
+        while at + BLOCK <= end {
+            tiles.push(at as u32);
+            jumps.push(0);
+            at += BLOCK;
+        }
+        if at < end {
+            open = Some((at, end - at));
+        }
+    }
+    debug_assert!(open.is_none(), "the union less its rest is whole tiles");
+    let outside = |c: usize| {
+        let after = ranges.partition_point(|&(start, _)| start <= c);
+        after == 0 || c >= ranges[after - 1].1
+    };
+    gathered.extend(
+        columns
+            .iter()
+            .map(|&c| c as usize)
+            .filter(|&c| c < positions.start && outside(c)),
+    );
+    gathered.sort_unstable();
+    gathered.dedup();
+    BlockSelection {
+        tiles,
+        jumps,
+        columns: gathered.into_iter().map(|c| c as u32).collect(),
+    }
 }
 
 /// Block-Sparse: the chosen 64-aligned key blocks.
@@ -118,7 +178,7 @@ pub fn block_sparse_block(key_blocks: &[u32]) -> BlockSelection {
     tiles.dedup();
     BlockSelection {
         tiles,
-        columns: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -129,5 +189,9 @@ pub fn a_shape_block(geometry: &Geometry, m: usize, sink: usize, local: usize) -
     let band_start = (positions.start + 1).saturating_sub(local);
     let tiles = cover(&[(band_start, positions.end)]);
     let columns = leftover_columns(0..sink.min(geometry.n_keys), &tiles, positions.start);
-    BlockSelection { tiles, columns }
+    BlockSelection {
+        tiles,
+        jumps: Vec::new(),
+        columns,
+    }
 }

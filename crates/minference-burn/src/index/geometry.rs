@@ -4,6 +4,10 @@ use crate::error::{MinferenceError, Result};
 use crate::pattern::BLOCK;
 use std::ops::Range;
 
+/// Keys one call takes: tiles' jump words hold gaps up to this
+/// ([`minference_kernels::index::jump::MAX_GAP`]).
+pub const MAX_KEYS: usize = minference_kernels::index::jump::MAX_GAP;
+
 /// Query and key lengths of one attention call.
 ///
 /// Queries are the rows `0..n_queries` of the query tensor, at absolute positions
@@ -21,7 +25,7 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Checks the lengths; `query_offset` defaults to `n_keys - n_queries` (queries are the
+    /// Checks the lengths (at most [`MAX_KEYS`] keys); `query_offset` defaults to `n_keys - n_queries` (queries are the
     /// last positions, as when pre-filling a chunk after a cache).
     pub fn new(n_queries: usize, n_keys: usize, query_offset: Option<usize>) -> Result<Self> {
         let query_offset = query_offset.unwrap_or(n_keys.saturating_sub(n_queries));
@@ -30,6 +34,12 @@ impl Geometry {
                 query_offset,
                 n_queries: n_queries.max(1),
                 n_keys,
+            });
+        }
+        if n_keys > MAX_KEYS {
+            return Err(MinferenceError::TooManyKeys {
+                n_keys,
+                max: MAX_KEYS,
             });
         }
         Ok(Self {

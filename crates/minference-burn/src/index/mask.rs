@@ -6,8 +6,8 @@ use std::ops::Range;
 
 impl SparseIndex {
     /// Row-major `[rows.len(), n_keys]` mask of head `h` of batch element `b`: true where the
-    /// kernel attends. Tiles are clipped to the keys and to the causal limit; single columns
-    /// are taken as they are (conversion puts them before the block).
+    /// kernel attends. Tiles' runs are clipped to the keys and to the causal limit; single
+    /// columns are taken as they are (conversion puts them before the block).
     pub fn mask_rows(&self, b: usize, h: usize, rows: Range<usize>) -> Vec<bool> {
         let n_keys = self.geometry.n_keys;
         let mut mask = vec![false; rows.len() * n_keys];
@@ -15,9 +15,9 @@ impl SparseIndex {
             let m = r / BLOCK;
             let position = self.geometry.query_offset + r;
             let row = &mut mask[i * n_keys..][..n_keys];
-            for &t in self.tiles(b, h, m) {
-                let end = (t as usize + BLOCK).min(n_keys).min(position + 1);
-                for cell in row.iter_mut().take(end).skip(t as usize) {
+            for run in self.tile_runs(b, h, m).flatten() {
+                let end = run.end.min(n_keys).min(position + 1);
+                for cell in row.iter_mut().take(end).skip(run.start) {
                     *cell = true;
                 }
             }
@@ -42,22 +42,35 @@ impl SparseIndex {
     }
 
     /// Checks the invariants the kernel relies on; returns a description of the first broken
-    /// one. Tiles sorted and disjoint, columns sorted, unique, before the block and outside every
-    /// tile, everything inside the keys.
+    /// one. Tiles sorted and disjoint, a tile whose keys jump wholly before the block, columns
+    /// sorted, unique, before the block and outside every tile, everything inside the keys.
     pub fn check_invariants(&self) -> Result<(), String> {
         let g = self.geometry;
         for b in 0..self.batch {
             for h in 0..self.heads {
                 for m in 0..g.query_blocks() {
                     let first = g.block_positions(m).start;
-                    let tiles = self.tiles(b, h, m);
+                    let runs: Vec<[Range<usize>; 2]> = self.tile_runs(b, h, m).collect();
                     let columns = self.columns(b, h, m);
                     let at = format!("batch {b}, head {h}, block {m}");
-                    if tiles.windows(2).any(|w| w[1] < w[0] + BLOCK as u32) {
-                        return Err(format!("{at}: tiles overlap or are unsorted: {tiles:?}"));
+                    // A tile's keys run from its first run's start to its last run's end.
+                    let span = |r: &[Range<usize>; 2]| {
+                        r[0].start..if r[1].is_empty() { r[0].end } else { r[1].end }
+                    };
+                    if runs.windows(2).any(|w| span(&w[1]).start < span(&w[0]).end) {
+                        return Err(format!("{at}: tiles overlap or are unsorted: {runs:?}"));
                     }
-                    if tiles.iter().any(|&t| t as usize >= g.n_keys) {
-                        return Err(format!("{at}: tile past the keys: {tiles:?}"));
+                    if runs.iter().any(|r| r[0].start >= g.n_keys) {
+                        return Err(format!("{at}: tile past the keys: {runs:?}"));
+                    }
+                    if let Some(r) = runs
+                        .iter()
+                        .find(|r| !r[1].is_empty() && (r[0].is_empty() || r[1].end > first))
+                    {
+                        return Err(format!(
+                            "{at}: a tile whose keys jump must lie before the block (first \
+                             position {first}) and start with a run: {r:?}"
+                        ));
                     }
                     if columns.windows(2).any(|w| w[1] <= w[0]) {
                         return Err(format!("{at}: columns unsorted or repeated"));
@@ -68,7 +81,7 @@ impl SparseIndex {
                                 "{at}: column {c} is not before the block (first position {first})"
                             ));
                         }
-                        if tiles.iter().any(|&t| (t..t + BLOCK as u32).contains(&c)) {
+                        if runs.iter().flatten().any(|run| run.contains(&(c as usize))) {
                             return Err(format!("{at}: column {c} is inside a tile"));
                         }
                     }

@@ -2,7 +2,10 @@
 //!
 //! Per (batch, query head, 64-row query block) an index holds
 //! - `tiles`: start columns of 64-wide key tiles (sorted, disjoint, not necessarily aligned),
-//!   attended with the causal mask inside the tile and clipped to the keys;
+//!   attended with the causal mask inside the tile and clipped to the keys; each with a *jump*
+//!   word ([`minference_kernels::index::jump`]): 0 for 64 consecutive keys, or where the tile's
+//!   keys skip a gap (Vertical-Slash packs its windows' union so; such a tile lies wholly before
+//!   the block and needs no mask);
 //! - `columns`: single key positions (sorted), all before the block's first query, so they need
 //!   no causal mask, and none inside a tile (no key is counted twice).
 //!
@@ -16,13 +19,16 @@ pub use convert::{
     a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block,
     vertical_slash_windows,
 };
-pub use geometry::Geometry;
+pub use geometry::{Geometry, MAX_KEYS};
+pub use minference_kernels::index::jump;
 
 use crate::pattern::BLOCK;
+use minference_kernels::index::jump::runs;
 
 /// Pairs a tile starting at key `t` gives the queries at `positions`: row `p` sees the keys
 /// `[t, min(t + 64, n_keys, p + 1))`, so rows before the tile's last key see a growing prefix
-/// (an arithmetic series) and the rows after it the whole clipped tile.
+/// (an arithmetic series) and the rows after it the whole clipped tile. A tile whose keys jump
+/// lies before the block, inside the keys: every row sees its 64 keys, as this counts.
 fn tile_pairs(t: usize, positions: &std::ops::Range<usize>, n_keys: usize) -> u64 {
     let end = (t + BLOCK).min(n_keys);
     if end <= t {
@@ -48,6 +54,8 @@ fn tile_pairs(t: usize, positions: &std::ops::Range<usize>, n_keys: usize) -> u6
 pub struct BlockSelection {
     /// Start columns of 64-wide key tiles.
     pub tiles: Vec<u32>,
+    /// Each tile's jump word (empty: every tile's keys are consecutive).
+    pub jumps: Vec<u32>,
     /// Single key columns before the block, outside every tile.
     pub columns: Vec<u32>,
 }
@@ -69,6 +77,8 @@ pub struct SparseIndex {
     pub block_count: Vec<u32>,
     /// `[batch, heads, query_blocks, max_blocks]`: tile start columns.
     pub block_offset: Vec<u32>,
+    /// `[batch, heads, query_blocks, max_blocks]`: each tile's jump word.
+    pub block_jump: Vec<u32>,
     /// `[batch, heads, query_blocks]`: single columns used per query block.
     pub column_count: Vec<u32>,
     /// `[batch, heads, query_blocks, max_columns]`: single column positions.
@@ -109,6 +119,7 @@ impl SparseIndex {
             max_columns,
             block_count: Vec::with_capacity(selections.len()),
             block_offset: vec![0; selections.len() * max_blocks],
+            block_jump: vec![0; selections.len() * max_blocks],
             column_count: Vec::with_capacity(selections.len()),
             column_index: vec![0; selections.len() * max_columns],
         };
@@ -116,6 +127,11 @@ impl SparseIndex {
             index.block_count.push(s.tiles.len() as u32);
             index.column_count.push(s.columns.len() as u32);
             index.block_offset[i * max_blocks..][..s.tiles.len()].copy_from_slice(&s.tiles);
+            assert!(
+                s.jumps.is_empty() || s.jumps.len() == s.tiles.len(),
+                "one jump word per tile"
+            );
+            index.block_jump[i * max_blocks..][..s.jumps.len()].copy_from_slice(&s.jumps);
             index.column_index[i * max_columns..][..s.columns.len()].copy_from_slice(&s.columns);
         }
         index
@@ -129,6 +145,24 @@ impl SparseIndex {
     pub fn tiles(&self, b: usize, h: usize, m: usize) -> &[u32] {
         let i = self.slot(b, h, m);
         &self.block_offset[i * self.max_blocks..][..self.block_count[i] as usize]
+    }
+
+    /// Jump words of one query block's tiles.
+    pub fn jumps(&self, b: usize, h: usize, m: usize) -> &[u32] {
+        let i = self.slot(b, h, m);
+        &self.block_jump[i * self.max_blocks..][..self.block_count[i] as usize]
+    }
+
+    /// The keys of each tile of one query block, as one or two runs
+    /// ([`minference_kernels::index::jump::runs`]), before clipping to the keys or the mask.
+    pub fn tile_runs(
+        &self,
+        b: usize,
+        h: usize,
+        m: usize,
+    ) -> impl Iterator<Item = [std::ops::Range<usize>; 2]> + '_ {
+        let (tiles, jumps) = (self.tiles(b, h, m), self.jumps(b, h, m));
+        tiles.iter().zip(jumps).map(|(&t, &j)| runs(t as usize, j))
     }
 
     /// Single columns of one query block.

@@ -253,8 +253,8 @@ pub fn block_scores(
 
 /// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the
 /// launch's rows [`block_scores()`] scored into `scores`) as tile starts (`64·block`) into the
-/// unified index's `block_offset[slot · max_blocks ..]`, their count into `block_count`, and no
-/// single columns. `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
+/// unified index's `block_offset[slot · max_blocks ..]` (of consecutive keys: their jump words
+/// 0), their count into `block_count`, and no single columns. `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn select(
@@ -262,6 +262,7 @@ pub fn select(
     top_k: &Array<u32>,
     block_count: &mut Array<u32>,
     block_offset: &mut Array<u32>,
+    block_jump: &mut Array<u32>,
     column_count: &mut Array<u32>,
     first_block: u32,
     query_blocks: u32,
@@ -319,6 +320,9 @@ pub fn select(
             units,
             true,
         );
+        for j in range_stepped(tid, budget as usize, units) {
+            block_jump[slot * max_blocks as usize + j] = 0u32;
+        }
         if tid == 0usize {
             block_count[slot] = budget;
             column_count[slot] = 0u32;
@@ -417,6 +421,7 @@ pub(crate) fn select_blocks<R: Runtime, F: Float + CubeElement>(
                 words(&top_k_handle, top_k.len())?,
                 words(&index.block_count, rows)?,
                 words(&index.block_offset, rows * index.max_blocks)?,
+                words(&index.block_jump, rows * index.max_blocks)?,
                 words(&index.column_count, rows)?,
                 first as u32,
                 qb as u32,

@@ -4,6 +4,7 @@
 //! to the kernel of their pattern, so one layer's heads can mix patterns in one index. The
 //! rules are those of the host conversions (`minference_burn::index`), step for step.
 
+use super::jump::SPLIT_BITS;
 use cubecl::prelude::*;
 
 /// Where query block `m` sits: its first position and one past its last.
@@ -23,6 +24,7 @@ pub fn band(
     band: &Array<u32>,
     block_count: &mut Array<u32>,
     block_offset: &mut Array<u32>,
+    block_jump: &mut Array<u32>,
     column_count: &mut Array<u32>,
     column_index: &mut Array<u32>,
     n_queries: u32,
@@ -49,6 +51,7 @@ pub fn band(
         let mut at = band_start;
         while at < end {
             block_offset[row + count] = at as u32;
+            block_jump[row + count] = 0u32;
             count += 1usize;
             at += 64usize;
         }
@@ -69,9 +72,11 @@ pub fn band(
 /// diagonals (ascending, `chosen` rows of [`crate::estimate::select::top_rows()`]).
 ///
 /// Diagonal `o` crosses the keys `[e − 64, e)` of the block, `e = max(p_end − o, 64)`; walked
-/// from the largest `o` (then `o = 0`, always kept) the windows come in ascending order, and each
-/// becomes at most one tile, starting where the previous tile ended if they overlap. Columns
-/// before the block that no tile covers are gathered (one pass against the sorted tiles).
+/// from the largest `o` (then `o = 0`, always kept) the windows come in ascending order and
+/// merge into merged. A first walk sums the union; the second cuts it as one stream: its lowest
+/// `union mod 64` keys are gathered, the rest become 64-key tiles, one taking the end of a range
+/// and the start of the next where it must ([`super::jump`]). Chosen columns before the block
+/// outside every range are gathered in the same walk, in order.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn vertical_slash(
@@ -79,6 +84,7 @@ pub fn vertical_slash(
     budgets: &Array<u32>,
     block_count: &mut Array<u32>,
     block_offset: &mut Array<u32>,
+    block_jump: &mut Array<u32>,
     column_count: &mut Array<u32>,
     column_index: &mut Array<u32>,
     n_queries: u32,
@@ -101,9 +107,11 @@ pub fn vertical_slash(
         let diagonal_row = column_row + width as usize;
         let (start, end) = block_positions(m, n_queries, query_offset);
         let row = slot * max_blocks as usize;
+        let gather_row = slot * max_columns as usize;
 
-        let mut cursor = 0usize;
-        let mut count = 0usize;
+        // Walk 1: the union's size. Window `i` is diagonal `diagonals − 1 − i`'s, the last `o = 0`.
+        let mut union = 0usize;
+        let mut reach = 0usize;
         for i in 0..diagonals + 1usize {
             let mut o = 0usize;
             if i < diagonals {
@@ -111,30 +119,105 @@ pub fn vertical_slash(
             }
             if o < end {
                 let e = usize::max(end - o, 64usize);
-                if e > cursor {
-                    let at = usize::max(e - 64usize, cursor);
-                    block_offset[row + count] = at as u32;
+                if e > reach {
+                    union += e - usize::max(e - 64usize, reach);
+                    reach = e;
+                }
+            }
+        }
+        let rest = union % 64usize;
+
+        // Walk 2: a range `[low, high)` (the `merged`-th) closes when a window starts past it,
+        // or after the last window (`i = diagonals + 1`, no window).
+        let mut low = 0usize;
+        let mut high = 0usize;
+        let mut merged: usize = 0usize;
+        let mut count = 0usize;
+        let mut gathered = 0usize;
+        let mut next_column = 0usize;
+        // A tile begun at the end of a range: its start and the keys it holds (0: none).
+        let mut open_start = 0usize;
+        let mut open_held = 0usize;
+        for i in 0..diagonals + 2usize {
+            let mut o = end;
+            if i < diagonals {
+                o = chosen[diagonal_row + diagonals - 1usize - i] as usize;
+            } else if i == diagonals {
+                o = 0usize;
+            }
+            let window = o < end;
+            let mut e = 64usize;
+            if window {
+                e = usize::max(end - o, 64usize);
+            }
+            let closes =
+                merged > 0usize && (i == diagonals + 1usize || (window && e - 64usize > high));
+            if closes {
+                // Columns before the range are gathered (if before the block), those in it not.
+                let mut walking = true;
+                while walking && next_column < columns {
+                    let c = chosen[column_row + next_column] as usize;
+                    if c < low {
+                        if c < start {
+                            column_index[gather_row + gathered] = c as u32;
+                            gathered += 1usize;
+                        }
+                        next_column += 1usize;
+                    } else if c < high {
+                        next_column += 1usize;
+                    } else {
+                        walking = false;
+                    }
+                }
+                let mut at = low;
+                if merged == 1usize {
+                    for c in low..low + rest {
+                        column_index[gather_row + gathered] = c as u32;
+                        gathered += 1usize;
+                    }
+                    at += rest;
+                }
+                if open_held > 0usize {
+                    // Every range after the first holds a whole window: the tile's rest fits.
+                    block_offset[row + count] = open_start as u32;
+                    block_jump[row + count] = (open_held
+                        | ((at - open_start - open_held) << comptime!(SPLIT_BITS as usize)))
+                        as u32;
                     count += 1usize;
-                    cursor = at + 64usize;
+                    at += 64usize - open_held;
+                    open_held = 0usize;
+                }
+                while at + 64usize <= high {
+                    block_offset[row + count] = at as u32;
+                    block_jump[row + count] = 0u32;
+                    count += 1usize;
+                    at += 64usize;
+                }
+                if at < high {
+                    open_start = at;
+                    open_held = high - at;
+                }
+            }
+            if window {
+                if merged > 0usize && e - 64usize <= high {
+                    high = usize::max(high, e);
+                } else {
+                    low = e - 64usize;
+                    high = e;
+                    merged += 1usize;
                 }
             }
         }
         block_count[slot] = count as u32;
-
-        let mut tile = 0usize;
-        let mut gathered = 0usize;
-        for i in 0..columns {
-            let c = chosen[column_row + i] as usize;
+        // Columns past the last range that are before the block (none in practice: the last
+        // range ends at the block's end).
+        while next_column < columns {
+            let c = chosen[column_row + next_column] as usize;
             if c < start {
-                while tile < count && block_offset[row + tile] as usize + 64usize <= c {
-                    tile += 1usize;
-                }
-                let covered = tile < count && block_offset[row + tile] as usize <= c;
-                if !covered {
-                    column_index[slot * max_columns as usize + gathered] = c as u32;
-                    gathered += 1usize;
-                }
+                column_index[gather_row + gathered] = c as u32;
+                gathered += 1usize;
             }
+            next_column += 1usize;
         }
         column_count[slot] = gathered as u32;
     }

@@ -9,13 +9,14 @@
 //! Rows are padded to bounds known before launching (see [`widths`]), so nothing is read back.
 
 pub mod convert;
+pub mod jump;
 mod kept;
 
 pub use kept::kept_pairs;
 
 use crate::estimate::{block_sparse, select, vertical_slash};
 use crate::sparse_flash::{IndexHandles, Problem};
-use crate::{limits, words, KernelError};
+use crate::{limits, words, KernelError, BLOCK};
 use cubecl::prelude::*;
 
 /// What one query head attends to. Budgets are the ones to use: the caller clamps them.
@@ -65,7 +66,10 @@ pub fn widths(plans: &[HeadPlan], p: &Problem) -> (usize, usize) {
             HeadPlan::AShape { sink, local } => {
                 ((local + 63).div_ceil(64).min(kb), sink.min(p.n_keys))
             }
-            HeadPlan::VerticalSlash { vertical, slash } => ((slash + 1).min(kb), vertical),
+            // Up to 63 keys of the diagonals' union are gathered besides the columns.
+            HeadPlan::VerticalSlash { vertical, slash } => {
+                ((slash + 1).min(kb), (vertical + BLOCK - 1).min(p.n_keys))
+            }
             HeadPlan::BlockSparse { top_k } => (block_sparse::max_blocks(top_k, kb), 0),
         })
         .fold((0, 0), |(b, c), (pb, pc)| (b.max(pb), c.max(pc)));
@@ -128,16 +132,25 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
         .iter()
         .any(|plan| matches!(plan, HeadPlan::VerticalSlash { .. }));
     limits::check(p, (max_blocks, max_columns), vertical_slash)?;
+    if vertical_slash && p.n_keys > jump::MAX_GAP {
+        return Err(KernelError::Index(format!(
+            "{} keys: Vertical-Slash tiles address gaps of at most {} keys",
+            p.n_keys,
+            jump::MAX_GAP
+        )));
+    }
     for (what, t) in [("q", &q), ("k", &k)] {
         limits::check_len(what, limits::span(&t.shape, &t.strides))?;
     }
     let index = IndexHandles {
         block_count: client.empty(rows * 4),
         block_offset: client.empty(rows * max_blocks * 4),
+        block_jump: client.empty(rows * max_blocks * 4),
         column_count: client.empty(rows * 4),
         column_index: client.empty(rows * max_columns * 4),
         max_blocks,
         max_columns,
+        jumps: vertical_slash,
     };
     let upload = |data: &[u32]| client.create_from_slice(u32::as_bytes(data));
     let units = 64u32;
@@ -162,6 +175,7 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 words(&band, 2 * p.heads)?,
                 words(&index.block_count, rows)?,
                 words(&index.block_offset, rows * max_blocks)?,
+                words(&index.block_jump, rows * max_blocks)?,
                 words(&index.column_count, rows)?,
                 words(&index.column_index, rows * max_columns)?,
                 p.n_queries as u32,
@@ -220,6 +234,7 @@ pub fn build<R: Runtime, F: Float + CubeElement>(
                 words(&budgets, 2 * p.heads)?,
                 words(&index.block_count, rows)?,
                 words(&index.block_offset, rows * max_blocks)?,
+                words(&index.block_jump, rows * max_blocks)?,
                 words(&index.column_count, rows)?,
                 words(&index.column_index, rows * max_columns)?,
                 p.n_queries as u32,

@@ -31,6 +31,7 @@
 //! (Block-Sparse top-100 204 → 228, index-free 228 → 237).
 
 use super::MASKED;
+use crate::index::jump::key as tile_key;
 use cubecl::cmma::MmaDefinition;
 use cubecl::ir::MatrixIdent;
 use cubecl::prelude::barrier::{copy_async_checked, Barrier};
@@ -77,6 +78,7 @@ pub(super) fn stage_rows<F: Float>(
     item: usize,
     tiles: usize,
     tile_start: usize,
+    tile_jump: u32,
     columns: usize,
     column_index: &Array<u32>,
     column_base: usize,
@@ -91,8 +93,12 @@ pub(super) fn stage_rows<F: Float>(
     // `8·head_dim` copies over the group's `units` units: a fixed, unrolled count. Bounded at run
     // time from the unit index, the loop measured 15 % slower in the index-free kernel
     // (H200: 160 against 188 TFLOP/s at 128K). A tile's rows are consecutive keys; a chunk of
-    // gathered columns looks each key up. The two loops keep that choice out of every copy.
-    if item < tiles {
+    // gathered columns looks each key up; a tile whose keys jump adds the gap from its split row
+    // on. The loops keep those choices out of every copy: each is taken once an item, the same
+    // way by every unit (a per-copy select of the gap cost the Block-Sparse tiles, which never
+    // jump, 4 % of their rate: H100, 128K, 288 against 301 TFLOP/s). Where the index has no
+    // jumps, `tile_jump` is a constant 0 ([`tile_jump_of`]) and the jump loop is not built.
+    if item < tiles && tile_jump == 0u32 {
         #[unroll]
         for i in 0..passes {
             let r = pass_row(tid, i, units, head_dim);
@@ -102,6 +108,22 @@ pub(super) fn stage_rows<F: Float>(
                 base + c8,
                 row,
                 tile_start + r,
+                n_keys,
+                tile,
+                at + r * slots + c8,
+                asynchronous,
+            );
+        }
+    } else if item < tiles {
+        #[unroll]
+        for i in 0..passes {
+            let r = pass_row(tid, i, units, head_dim);
+            let c8 = pass_column(tid, i, units, head_dim);
+            copy_row::<F>(
+                x,
+                base + c8,
+                row,
+                tile_key(tile_start, tile_jump, r),
                 n_keys,
                 tile,
                 at + r * slots + c8,
@@ -219,6 +241,7 @@ fn stage_item<F: Float>(
     item: usize,
     tiles: usize,
     start: usize,
+    jump: u32,
     columns: usize,
     column_index: &Array<u32>,
     column_base: usize,
@@ -243,6 +266,7 @@ fn stage_item<F: Float>(
         item,
         tiles,
         start,
+        jump,
         columns,
         column_index,
         column_base,
@@ -261,6 +285,7 @@ fn stage_item<F: Float>(
         item,
         tiles,
         start,
+        jump,
         columns,
         column_index,
         column_base,
@@ -304,6 +329,28 @@ fn group_commit(b0: &Barrier, b1: &Barrier, b2: &Barrier, group: usize, #[compti
     }
 }
 
+/// The jump word of item `item`: 0 for gathered-column chunks, and without `jumps` (an index
+/// with no Vertical-Slash head, or none at all) a constant 0 that removes the load and, once
+/// NVRTC folds it, the jump branch of [`stage_rows`].
+#[cube]
+pub(super) fn tile_jump_of(
+    item: usize,
+    tiles: usize,
+    block_jump: &Array<u32>,
+    row: usize,
+    #[comptime] jumps: bool,
+) -> u32 {
+    let mut jump = 0u32;
+    // The comptime test removes the load; it cannot join a run-time one.
+    #[allow(clippy::collapsible_if)]
+    if comptime!(jumps) {
+        if item < tiles {
+            jump = block_jump[row + item];
+        }
+    }
+    jump
+}
+
 /// The start column of item `item` (0 for gathered-column chunks).
 #[cube]
 pub(super) fn tile_start_of(
@@ -345,6 +392,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     out: &mut Tensor<Pair<F>>,
     block_count: &Array<u32>,
     block_offset: &Array<u32>,
+    block_jump: &Array<u32>,
     column_count: &Array<u32>,
     column_index: &Array<u32>,
     n_queries: u32,
@@ -356,6 +404,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] causal_dense: bool,
+    #[comptime] jumps: bool,
     #[comptime] groups: usize,
 ) {
     let lane = UNIT_POS_X as usize;
@@ -448,6 +497,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
         0usize,
         1usize,
         0usize,
+        0u32,
         0usize,
         column_index,
         0usize,
@@ -498,6 +548,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     // of the index: `start_next` is the next item's, loaded during the current one.
     let mut start_current = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
     let mut start_next = tile_start_of(1usize, tiles, block_offset, row, causal_dense);
+    let mut jump_next = tile_jump_of(1usize, tiles, block_jump, row, jumps);
     // Prologue: item 0's copies into buffer 0 (Q went through buffer 1).
     if items > 0usize {
         stage_item::<F>(
@@ -515,6 +566,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
             0usize,
             tiles,
             start_current,
+            tile_jump_of(0usize, tiles, block_jump, row, jumps),
             columns,
             column_index,
             column_base,
@@ -529,6 +581,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
     for item in 0..items {
         let tile_start = start_current;
         let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
+        let jump_after = tile_jump_of(item + 2usize, tiles, block_jump, row, jumps);
         let buffer = item % 2usize;
         if item + 1usize < items {
             // Every unit of the group is done with the other buffer (the previous item, or Q)
@@ -550,6 +603,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
                 item + 1usize,
                 tiles,
                 start_next,
+                jump_next,
                 columns,
                 column_index,
                 column_base,
@@ -574,6 +628,7 @@ pub(super) fn sparse_flash_mma<F: Float>(
         let key_at = keys_at + buffer * 64usize;
         start_current = start_next;
         start_next = start_after;
+        jump_next = jump_after;
 
         // S = Q·Kᵀ: eight 16×8 tiles of this plane's rows. ldmatrix.x4 on K rows gives one key
         // tile's B fragments for two 16-wide slices of the head dimension: lane l gives key

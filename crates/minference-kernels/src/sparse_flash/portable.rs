@@ -10,6 +10,7 @@
 //! in several launches, each within the cap.
 
 use super::MASKED;
+use crate::index::jump::key;
 use cubecl::prelude::*;
 
 /// Running softmax state of one query row, in fp32.
@@ -114,6 +115,7 @@ pub(super) fn sparse_flash_portable<F: Float>(
     out: &mut Tensor<F>,
     block_count: &Array<u32>,
     block_offset: &Array<u32>,
+    block_jump: &Array<u32>,
     column_count: &Array<u32>,
     column_index: &Array<u32>,
     n_queries: u32,
@@ -188,10 +190,11 @@ pub(super) fn sparse_flash_portable<F: Float>(
     let tile_end = usize::min(end, tiles);
     for t in begin..tile_end {
         let start = block_offset[index_slot * max_blocks as usize + t] as usize;
+        let jump = block_jump[index_slot * max_blocks as usize + t];
         for sub in 0..comptime!(64 / chunk) {
             // Every lane writes (slots past `chunk` are never read): no divergent branch
             // before the barrier.
-            chunk_smem.keys[lane] = (start + sub * chunk + lane) as u32;
+            chunk_smem.keys[lane] = key(start, jump, sub * chunk + lane) as u32;
             sync_cube();
             attend_chunk::<F>(
                 &mut state,

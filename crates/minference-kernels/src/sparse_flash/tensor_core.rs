@@ -9,6 +9,7 @@
 //! 4. each plane adds `P·V` to its output rows with `cmma`, accumulating in fp32.
 
 use super::MASKED;
+use crate::index::jump::key as tile_key;
 use cubecl::prelude::*;
 
 #[cube(launch_unchecked)]
@@ -20,6 +21,7 @@ pub(super) fn sparse_flash_tensor_core<F: Float>(
     out: &mut Tensor<F>,
     block_count: &Array<u32>,
     block_offset: &Array<u32>,
+    block_jump: &Array<u32>,
     column_count: &Array<u32>,
     column_index: &Array<u32>,
     n_queries: u32,
@@ -82,7 +84,8 @@ pub(super) fn sparse_flash_tensor_core<F: Float>(
         if tid < 64usize {
             let mut key = n_keys;
             if item < tiles {
-                key = block_offset[index_slot * max_blocks as usize + item] as usize + tid;
+                let at = index_slot * max_blocks as usize + item;
+                key = tile_key(block_offset[at] as usize, block_jump[at], tid);
             } else {
                 let c = (item - tiles) * 64usize + tid;
                 if c < columns {

@@ -13,7 +13,7 @@
 //! free) → the next item's K copies start → `O += P·V`. Each wait is on the barrier the copies
 //! were committed to, which every unit of the cube also arrives at: it frees the other buffer.
 
-use super::mma::{column_key, stage_rows, tile_start_of};
+use super::mma::{column_key, stage_rows, tile_jump_of, tile_start_of};
 use super::MASKED;
 use cubecl::cmma::MmaDefinition;
 use cubecl::ir::MatrixIdent;
@@ -49,6 +49,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
     out: &mut Tensor<Pair<F>>,
     block_count: &Array<u32>,
     block_offset: &Array<u32>,
+    block_jump: &Array<u32>,
     column_count: &Array<u32>,
     column_index: &Array<u32>,
     n_queries: u32,
@@ -60,6 +61,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] causal_dense: bool,
+    #[comptime] jumps: bool,
 ) {
     let lane = UNIT_POS_X as usize;
     let plane = UNIT_POS_Y as usize;
@@ -122,6 +124,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
         0usize,
         1usize,
         0usize,
+        0u32,
         0usize,
         column_index,
         0usize,
@@ -153,6 +156,8 @@ pub(super) fn sparse_flash_wide<F: Float>(
     let row = slot * max_blocks as usize;
     let mut start_current = tile_start_of(0usize, tiles, block_offset, row, causal_dense);
     let mut start_next = tile_start_of(1usize, tiles, block_offset, row, causal_dense);
+    let mut jump_current = tile_jump_of(0usize, tiles, block_jump, row, jumps);
+    let mut jump_next = tile_jump_of(1usize, tiles, block_jump, row, jumps);
     if items > 0usize {
         stage_item_k::<F>(
             k,
@@ -163,6 +168,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
             0usize,
             tiles,
             start_current,
+            jump_current,
             columns,
             column_index,
             column_base,
@@ -178,6 +184,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
     for item in 0..items {
         let tile_start = start_current;
         let start_after = tile_start_of(item + 2usize, tiles, block_offset, row, causal_dense);
+        let jump_after = tile_jump_of(item + 2usize, tiles, block_jump, row, jumps);
         // K has landed; every unit is past the previous item's `P·V`: V's buffer is free.
         k_copied.arrive_and_wait();
         stage_rows::<F>(
@@ -189,6 +196,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
             item,
             tiles,
             tile_start,
+            jump_current,
             columns,
             column_index,
             column_base,
@@ -364,6 +372,8 @@ pub(super) fn sparse_flash_wide<F: Float>(
         v_copied.arrive_and_wait();
         start_current = start_next;
         start_next = start_after;
+        jump_current = jump_next;
+        jump_next = jump_after;
         if item + 1usize < items {
             stage_item_k::<F>(
                 k,
@@ -374,6 +384,7 @@ pub(super) fn sparse_flash_wide<F: Float>(
                 item + 1usize,
                 tiles,
                 start_current,
+                jump_current,
                 columns,
                 column_index,
                 column_base,
@@ -465,6 +476,7 @@ fn stage_item_k<F: Float>(
     item: usize,
     tiles: usize,
     start: usize,
+    jump: u32,
     columns: usize,
     column_index: &Array<u32>,
     column_base: usize,
@@ -485,6 +497,7 @@ fn stage_item_k<F: Float>(
         item,
         tiles,
         start,
+        jump,
         columns,
         column_index,
         column_base,
