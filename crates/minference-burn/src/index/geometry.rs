@@ -25,8 +25,9 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Checks the lengths (at most [`MAX_KEYS`] keys); `query_offset` defaults to `n_keys - n_queries` (queries are the
-    /// last positions, as when pre-filling a chunk after a cache).
+    /// Checks the lengths (at most [`MAX_KEYS`] keys); `query_offset` defaults to
+    /// `n_keys - n_queries` (queries are the last positions, as when pre-filling a chunk after a
+    /// cache).
     pub fn new(n_queries: usize, n_keys: usize, query_offset: Option<usize>) -> Result<Self> {
         let query_offset = query_offset.unwrap_or(n_keys.saturating_sub(n_queries));
         if n_queries == 0 || n_keys == 0 || query_offset + n_queries > n_keys {
@@ -81,5 +82,21 @@ impl Geometry {
         (0..self.n_queries)
             .map(|r| (self.query_offset + r + 1).min(self.n_keys) as u64)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_keys_than_a_jump_word_addresses_are_refused() {
+        assert!(Geometry::new(1, MAX_KEYS, None).is_ok());
+        match Geometry::new(1, MAX_KEYS + 1, None) {
+            Err(MinferenceError::TooManyKeys { n_keys, max }) => {
+                assert_eq!((n_keys, max), (MAX_KEYS + 1, MAX_KEYS))
+            }
+            other => panic!("expected TooManyKeys, got {other:?}"),
+        }
     }
 }

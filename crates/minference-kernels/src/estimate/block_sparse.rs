@@ -254,7 +254,8 @@ pub fn block_scores(
 /// Cube `(i, h, b)`: the chosen key blocks of query block `m = first_block + i` (of the
 /// launch's rows [`block_scores()`] scored into `scores`) as tile starts (`64·block`) into the
 /// unified index's `block_offset[slot · max_blocks ..]` (of consecutive keys: their jump words
-/// 0), their count into `block_count`, and no single columns. `top_k[h]` is head `h`'s budget; 0 skips the head (another pattern's).
+/// 0), their count into `block_count`, and no single columns. `top_k[h]` is head `h`'s budget;
+/// 0 skips the head (another pattern's).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn select(

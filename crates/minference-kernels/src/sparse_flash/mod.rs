@@ -107,7 +107,8 @@ pub struct IndexHandles {
     pub max_columns: usize,
     /// Whether a tile's keys may jump (a Vertical-Slash head's): the register kernels build
     /// their jump handling only then, so that other layers run the code they ran before it
-    /// (a test per item cost Block-Sparse top-100 2–3 % at 128K on the H100).
+    /// (a test per item cost Block-Sparse top-100 2–3 % at 128K on the H100). It must be true
+    /// when any jump word is not 0: [`IndexHandles::upload`] and [`crate::index::build`] set it.
     pub jumps: bool,
 }
 
