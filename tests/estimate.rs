@@ -152,9 +152,11 @@ fn device_index_equals_host_conversion() {
     let device = Default::default();
     let mixes: [&[Pattern]; 3] = [
         &[
+            // More diagonals than the 100 forced nearest ones, so that the chosen ones spread
+            // into separate ranges and tiles jump between them (at 4096 keys).
             Pattern::VerticalSlash {
                 vertical: 40,
-                slash: 60,
+                slash: 300,
             },
             // More than the (up to three) forced blocks, so that the rows are chosen by score.
             Pattern::BlockSparse { top_k: 12 },
