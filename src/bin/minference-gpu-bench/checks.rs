@@ -105,6 +105,8 @@ pub(crate) fn checks(device: &Device, mma_only: bool) -> (Vec<String>, bool) {
         (1, 4, 4, 700, 2000, None, 96),
     ];
     let cycle = [
+        // 28 diagonals past the 100 forced nearest ones: separate ranges, so tiles that jump
+        // (12-519 a case from 700 queries on, counted on the host index in session 17).
         Pattern::VerticalSlash {
             vertical: 64,
             slash: 128,

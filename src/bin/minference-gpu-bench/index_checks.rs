@@ -75,9 +75,12 @@ pub(crate) fn score_checks(device: &Device) -> (Vec<String>, bool) {
         // by the host score the picks sum to).
         use minference::estimate::block_sparse;
         let mixed = [
+            // More diagonals than the 100 forced nearest ones: the chosen ones spread into
+            // separate ranges, so that tiles jump between them (90, as until session 17, made
+            // one range and no jumps).
             Pattern::VerticalSlash {
                 vertical: 40,
-                slash: 90,
+                slash: 300,
             },
             Pattern::BlockSparse { top_k: 3 },
             Pattern::AShape {
@@ -102,13 +105,14 @@ pub(crate) fn score_checks(device: &Device) -> (Vec<String>, bool) {
             },
         );
         let block_scores = block_sparse::scores(&q, &k, &g, scale);
-        let (mut index_ok, mut worst) = (true, 0f64);
+        let (mut index_ok, mut worst, mut jumped) = (true, 0f64, 0usize);
         for bh in 0..2 * heads {
             let (b, h) = (bh / heads, bh % heads);
             for m in 0..g.query_blocks() {
                 let (got_tiles, want_tiles) = (device_index.tiles(b, h, m), host.tiles(b, h, m));
                 index_ok &= device_index.columns(b, h, m) == host.columns(b, h, m);
                 index_ok &= device_index.jumps(b, h, m) == host.jumps(b, h, m);
+                jumped += host.jumps(b, h, m).iter().filter(|&&j| j != 0).count();
                 if matches!(patterns.heads()[h], Pattern::BlockSparse { .. }) {
                     let row = block_scores.row(bh, m);
                     let total =
@@ -128,7 +132,7 @@ pub(crate) fn score_checks(device: &Device) -> (Vec<String>, bool) {
         }
         ok &= index_ok;
         let line = format!(
-            "device index (vs/bs/a-shape/dense) h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: bs score-sum gap {worst:.1e}, forced blocks kept {}",
+            "device index (vs/bs/a-shape/dense) h{heads}/{kv_heads} n{n_q}/{n_k} d{d}: bs score-sum gap {worst:.1e}, forced blocks kept, {jumped} jumping tiles {}",
             if index_ok { "ok" } else { "FAIL" }
         );
         println!("{line}");
