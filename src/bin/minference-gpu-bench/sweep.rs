@@ -91,6 +91,15 @@ pub(crate) fn sweep(
                 InputKind::Structured => "structured",
                 InputKind::PowerLaw => "powerlaw",
             };
+            // Burn's generator seeded per size and kind: each draw (the random input, the
+            // structured input's noise) is the same in every run and every device call, so rows
+            // from different calls time the same Q/K/V (and the same index density).
+            let kind_seed = match kind {
+                InputKind::Random => 1,
+                InputKind::Structured => 2,
+                InputKind::PowerLaw => 3,
+            };
+            B::seed(device, (n as u64) << 2 | kind_seed);
             let (q, k, v) = if kind == InputKind::Random {
                 let r = |h| {
                     Tensor::<B, 4>::random([1, h, n, d], Distribution::Normal(0.0, 1.0), device)
