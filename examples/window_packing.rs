@@ -9,7 +9,9 @@
 //! are gathered, so the tiles compute the windows' union and no more. This example counts both
 //! on the host estimate's choices, as tile area (what a kernel computes, masked entries
 //! included) over the causal pairs, and checks its count of the library's tiles against the
-//! index that `build_index` makes:
+//! index that `build_index` makes. It also counts the windows' union for shorter query blocks
+//! (32 and 16 rows, a diagonal then crossing 32 or 16 keys of each): what a kernel would compute
+//! if each 32- or 16-row plane of a 64-row block skipped the tiles its own rows do not need.
 //!
 //! ```text
 //! cargo run --release --example window_packing                      # 128K tokens, 4 heads
@@ -57,6 +59,36 @@ fn block_keys(geometry: &Geometry, m: usize, columns: &[u32], diagonals: &[u32])
     }
 }
 
+/// Query-block heights compared for the windows' union (the library's blocks are 64 rows).
+const HEIGHTS: [usize; 3] = [64, 32, 16];
+
+/// Keys the query rows `rows` need for `diagonals` (ascending; `o = 0` added) and `columns`:
+/// diagonal `o` crosses the keys `[start − o, end − o)` (from key 0 on), and the columns before
+/// `start` outside those windows are gathered. Counted on one rule for every height, so that
+/// the heights compare (the 64-row count differs from the library's tiles by their rounding).
+fn window_union(rows: std::ops::Range<usize>, columns: &[u32], diagonals: &[u32]) -> usize {
+    // From the largest offset the windows come in ascending order; they merge into ranges.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let offsets = diagonals.iter().rev().map(|&o| o as usize).chain([0]);
+    for o in offsets.filter(|&o| o < rows.end) {
+        let (start, end) = (rows.start.saturating_sub(o), rows.end - o);
+        match ranges.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => ranges.push((start, end)),
+        }
+    }
+    let outside = |c: usize| {
+        let after = ranges.partition_point(|&(start, _)| start <= c);
+        after == 0 || c >= ranges[after - 1].1
+    };
+    let gathered = columns
+        .iter()
+        .map(|&c| c as usize)
+        .filter(|&c| c < rows.start && outside(c))
+        .count();
+    ranges.iter().map(|(start, end)| end - start).sum::<usize>() + gathered
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let n = args.tokens;
     let kind = match args.input.as_str() {
@@ -94,6 +126,7 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let (mut causal, mut ranges, mut packed) = (0f64, 0f64, 0f64);
+    let mut union = [0f64; HEIGHTS.len()];
     let mut tile_count = 0u64;
     let (vertical, slash) = clamp_budgets(BUDGET.0, BUDGET.1, &geometry);
     for h in 0..args.heads {
@@ -111,6 +144,13 @@ fn run(args: &Args) -> Result<(), String> {
             ranges += keys.ranges as f64 * rows;
             tile_count += (keys.packed / 64) as u64;
             packed += keys.packed as f64 * rows;
+            for (sum, height) in union.iter_mut().zip(HEIGHTS) {
+                for part in positions.clone().step_by(height) {
+                    let part = part..(part + height).min(positions.end);
+                    let keys = window_union(part.clone(), &columns, &diagonals);
+                    *sum += (keys * part.len()) as f64;
+                }
+            }
         }
         bar.inc(blocks as u64);
     }
@@ -143,6 +183,16 @@ fn run(args: &Args) -> Result<(), String> {
         100.0 * (1.0 - packed / ranges),
         100.0 * jumping as f64 / tile_count as f64
     );
+    let shares: Vec<String> = union
+        .iter()
+        .map(|u| format!("{:.1} %", 100.0 * u / causal))
+        .collect();
+    println!(
+        "the windows' union with the columns outside it, on query blocks of {} rows: {} of the \
+         causal pairs",
+        HEIGHTS.map(|h| h.to_string()).join(" / "),
+        shares.join(" / ")
+    );
     Ok(())
 }
 
@@ -170,7 +220,7 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
-    use super::block_keys;
+    use super::{block_keys, window_union};
     use minference::Geometry;
 
     #[test]
@@ -190,6 +240,18 @@ mod tests {
         let g = Geometry::new(1088, 1088, None).unwrap();
         let keys = block_keys(&g, 16, &[], &[0, 10, 300, 310, 600, 610]);
         assert_eq!((keys.ranges, keys.packed), (6 * 64, 4 * 64));
+    }
+
+    #[test]
+    fn shorter_query_blocks_need_narrower_windows() {
+        // Rows 128..192, diagonals 0 and 100: windows 128..192 and 28..92 (128 keys); column 5
+        // is outside both, column 50 inside. Rows 128..144: windows 128..144 and 28..44, both
+        // columns outside them.
+        let (columns, diagonals) = ([5, 50], [100]);
+        assert_eq!(window_union(128..192, &columns, &diagonals), 129);
+        assert_eq!(window_union(128..144, &columns, &diagonals), 34);
+        // Overlapping windows count once: diagonals 0 and 10 on rows 128..192 cover 118..192.
+        assert_eq!(window_union(128..192, &[], &[0, 10]), 74);
     }
 
     #[test]
