@@ -20,7 +20,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
-use minference::index::{cover, vertical_slash_block, vertical_slash_windows};
+use minference::index::{cover, diagonal_ranges, vertical_slash_block, vertical_slash_windows};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
@@ -62,21 +62,12 @@ fn block_keys(geometry: &Geometry, m: usize, columns: &[u32], diagonals: &[u32])
 /// Query-block heights compared for the windows' union (the library's blocks are 64 rows).
 const HEIGHTS: [usize; 3] = [64, 32, 16];
 
-/// Keys the query rows `rows` need for `diagonals` (ascending; `o = 0` added) and `columns`:
-/// diagonal `o` crosses the keys `[start − o, end − o)` (from key 0 on), and the columns before
-/// `start` outside those windows are gathered. Counted on one rule for every height, so that
-/// the heights compare (the 64-row count differs from the library's tiles by their rounding).
+/// Keys the query rows `rows` need for `diagonals` (ascending) and `columns`: the diagonals'
+/// ranges ([`diagonal_ranges`]) and the columns before `rows.start` outside them. Counted on one
+/// rule for every height, so that the heights compare (the 64-row count differs from the
+/// library's tiles by their rounding).
 fn window_union(rows: std::ops::Range<usize>, columns: &[u32], diagonals: &[u32]) -> usize {
-    // From the largest offset the windows come in ascending order; they merge into ranges.
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let offsets = diagonals.iter().rev().map(|&o| o as usize).chain([0]);
-    for o in offsets.filter(|&o| o < rows.end) {
-        let (start, end) = (rows.start.saturating_sub(o), rows.end - o);
-        match ranges.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => ranges.push((start, end)),
-        }
-    }
+    let ranges = diagonal_ranges(rows.clone(), diagonals);
     let outside = |c: usize| {
         let after = ranges.partition_point(|&(start, _)| start <= c);
         after == 0 || c >= ranges[after - 1].1

@@ -3,7 +3,7 @@
 
 use minference::estimate::{block_sparse, vertical_slash};
 use minference::index::{
-    a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block,
+    a_shape_block, block_sparse_block, cover, dense_block, diagonal_ranges, vertical_slash_block,
     vertical_slash_windows,
 };
 use minference::{BlockSelection, Geometry, SparseIndex, BLOCK};
@@ -119,6 +119,51 @@ fn vertical_slash_tiles_pack_the_windows_union() {
         jumped > 0,
         "no tile jumped: the test does not reach packing"
     );
+}
+
+/// `diagonal_ranges` is the brute-force set of keys `p − o` over the rows' positions `p` and
+/// the diagonals `o ≤ p` (with `o = 0`), merged into sorted disjoint ranges; on a 64-row block
+/// it lies inside the tiles' windows.
+#[test]
+fn diagonal_ranges_match_brute_force() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for g in geometries(&mut rng) {
+        let diagonals = sample(&mut rng, g.last_position() + 1, 40);
+        for height in [64, 32, 16, 1] {
+            let first = g.query_offset;
+            for start in (first..=g.last_position()).step_by(height) {
+                let rows = start..(start + height).min(g.last_position() + 1);
+                let mut want = vec![false; g.n_keys];
+                for p in rows.clone() {
+                    for o in diagonals.iter().map(|&o| o as usize).chain([0]) {
+                        if o <= p {
+                            want[p - o] = true;
+                        }
+                    }
+                }
+                let ranges = diagonal_ranges(rows.clone(), &diagonals);
+                let mut got = vec![false; g.n_keys];
+                for (i, &(a, b)) in ranges.iter().enumerate() {
+                    assert!(a < b, "{g:?} rows {rows:?}: empty range");
+                    if i > 0 {
+                        assert!(
+                            ranges[i - 1].1 < a,
+                            "{g:?} rows {rows:?}: ranges not disjoint"
+                        );
+                    }
+                    got[a..b].iter_mut().for_each(|x| *x = true);
+                }
+                assert_eq!(got, want, "{g:?} rows {rows:?}");
+            }
+        }
+        for m in 0..g.query_blocks() {
+            let windows = vertical_slash_windows(&g, m, &diagonals);
+            let inside = |k: usize| windows.iter().any(|&(a, b)| a <= k && k < b);
+            for (a, b) in diagonal_ranges(g.block_positions(m), &diagonals) {
+                assert!((a..b).all(inside), "{g:?} block {m}");
+            }
+        }
+    }
 }
 
 #[test]

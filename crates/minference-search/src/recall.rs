@@ -24,8 +24,9 @@ pub struct ChunkPrefix {
 }
 
 impl ChunkPrefix {
-    /// Attention mass of head `h`, chunk row `i`, on keys `start..end`.
-    fn mass(&self, h: usize, i: usize, start: usize, end: usize) -> f64 {
+    /// Attention mass of head `h`, chunk row `i` (query row `first_row + i`), on keys
+    /// `start..end` (`start ≤ end ≤ n_keys`).
+    pub fn mass(&self, h: usize, i: usize, start: usize, end: usize) -> f64 {
         let row = &self.prefix[(h * self.rows + i) * (self.n_keys + 1)..];
         row[end] - row[start]
     }

@@ -94,6 +94,28 @@ pub fn vertical_slash_windows(
     }
 }
 
+/// The keys Vertical-Slash's `diagonals` (ascending offsets `o = position − key`; `o = 0` is
+/// added) cross for the query positions `rows`, as sorted disjoint ranges: diagonal `o` crosses
+/// `[rows.start − o, rows.end − o)` (from key 0 on), one key a row.
+///
+/// For a 64-row block these are the windows the tiles cover (without
+/// [`vertical_slash_windows`]' widening of a window cut short by key 0 to 64 keys); for shorter
+/// spans of rows they are what a kernel attending per span would need (`examples/window_packing.rs`
+/// and `examples/plane_windows.rs` compare the heights).
+pub fn diagonal_ranges(rows: std::ops::Range<usize>, diagonals: &[u32]) -> Vec<(usize, usize)> {
+    debug_assert!(diagonals.is_sorted(), "diagonals are ascending");
+    // From the largest offset the windows come in ascending order of start.
+    let windows: Vec<(usize, usize)> = diagonals
+        .iter()
+        .rev()
+        .map(|&o| o as usize)
+        .chain([0])
+        .filter(|&o| o < rows.end)
+        .map(|o| (rows.start.saturating_sub(o), rows.end - o))
+        .collect();
+    merged(&windows)
+}
+
 /// Merges windows sorted by start into disjoint ranges (touching ones join).
 fn merged(windows: &[(usize, usize)]) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(windows.len());

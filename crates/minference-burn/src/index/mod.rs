@@ -16,7 +16,7 @@ mod geometry;
 mod mask;
 
 pub use convert::{
-    a_shape_block, block_sparse_block, cover, dense_block, vertical_slash_block,
+    a_shape_block, block_sparse_block, cover, dense_block, diagonal_ranges, vertical_slash_block,
     vertical_slash_windows,
 };
 pub use geometry::{Geometry, MAX_KEYS};

@@ -1,0 +1,240 @@
+//! What Vertical-Slash would keep on a real model's heads if it attended per span of 32 or 16
+//! query rows instead of per 64-row block.
+//!
+//! A chosen diagonal crosses 64 keys of a 64-row query block, and the library's tiles (like
+//! MInference's conversion) attend every query of the block to all of them: most of the pairs a
+//! Vertical-Slash block computes are the width of its windows, not its diagonals
+//! (`examples/window_packing.rs` counts it on synthetic inputs). A kernel whose 32- or 16-row
+//! planes each attended only their own rows' windows would compute fewer pairs and keep less of
+//! each row's attention. This example measures both on SmolLM2-135M pre-filling a real document
+//! (this repository's book and results by default, or `--file`), head by head, with
+//! MInference's default budget scaled to the prompt: the share of the causal pairs attended and
+//! the recall (the mean over rows of the attention mass kept), for spans of 64, 32 and 16 rows,
+//! beside the recall of the library's own index (its 64-row tiles) as a check.
+//!
+//! ```text
+//! cargo run --release --example plane_windows                  # 4096 tokens, CPU, ~6 min
+//! cargo run --release --example plane_windows -- --tokens 8192 --file my.txt
+//! ```
+
+use indicatif::{ProgressBar, ProgressStyle};
+use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
+use minference::index::diagonal_ranges;
+use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOptions};
+use minference::reference::build_index;
+use minference::{Geometry, LayerPatterns, Pattern};
+use minference_search::recall::{for_each_chunk, ChunkPrefix};
+use std::path::Path;
+
+type B = minference::backend::Cpu;
+
+/// MInference's default Vertical-Slash budget and the length it is usually quoted at.
+const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
+
+/// Query rows a span attends together: the library's blocks, then the register kernels' planes.
+const HEIGHTS: [usize; 3] = [64, 32, 16];
+
+/// The keys row `position` attends when its span of `height` rows attends Vertical-Slash's
+/// `columns` and `diagonals` together: the diagonals' ranges over the span ([`diagonal_ranges`])
+/// and the columns before the span outside them, cut at the row's own position.
+fn attended(
+    position: usize,
+    height: usize,
+    columns: &[u32],
+    diagonals: &[u32],
+) -> Vec<(usize, usize)> {
+    let start = position / height * height;
+    let mut keys = diagonal_ranges(start..start + height, diagonals);
+    let inside = |c: usize| keys.iter().any(|&(a, b)| a <= c && c < b);
+    let gathered: Vec<(usize, usize)> = columns
+        .iter()
+        .map(|&c| c as usize)
+        .filter(|&c| c < start && !inside(c))
+        .map(|c| (c, c + 1))
+        .collect();
+    keys.extend(gathered);
+    keys.into_iter()
+        .filter(|&(a, _)| a <= position)
+        .map(|(a, b)| (a, b.min(position + 1)))
+        .collect()
+}
+
+/// Per head and height: pairs attended and attention mass kept, summed over rows.
+#[derive(Default, Clone)]
+struct Kept {
+    pairs: [f64; HEIGHTS.len()],
+    mass: [f64; HEIGHTS.len()],
+    library: f64,
+}
+
+fn default_document() -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("book/src"))
+        .map_err(|e| format!("book/src: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    files.sort();
+    files.push(root.join("benches/RESULTS.md"));
+    let mut text = String::new();
+    for f in files {
+        text += &std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
+    let device = Default::default();
+    let path = ensure_default_model().map_err(|e| e.to_string())?;
+    let loaded = load::<B>(&path, None, &device, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let config = model.config();
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+        None => default_document()?,
+    };
+    let mut ids = tokenizer.encode(&text).map_err(|e| e.to_string())?;
+    if tokens == 0 || ids.len() < tokens {
+        return Err(format!(
+            "the document has {} tokens; pass --tokens between 1 and {}, or a longer --file",
+            ids.len(),
+            ids.len()
+        ));
+    }
+    ids.truncate(tokens);
+    let n = tokens;
+    let geometry = Geometry::new(n, n, None).map_err(|e| e.to_string())?;
+    let (vertical, slash) = clamp_budgets(
+        (BUDGET.0 * n).div_ceil(BUDGET.2),
+        (BUDGET.1 * n).div_ceil(BUDGET.2),
+        &geometry,
+    );
+    let heads = config.heads;
+    let scale = 1.0 / (config.head_dim as f64).sqrt();
+    let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "SmolLM2-135M, {n} tokens of {}; Vertical-Slash ({vertical}, {slash}) = ({}, {}) at {} tokens, scaled",
+        file.unwrap_or("the book and benches/RESULTS.md"),
+        BUDGET.0,
+        BUDGET.1,
+        BUDGET.2
+    );
+    let bar = ProgressBar::new(config.layers as u64).with_style(
+        ProgressStyle::with_template("layers {bar:30} {pos}/{len} {elapsed}")
+            .map_err(|e| e.to_string())?,
+    );
+    let mut kept: Vec<Kept> = Vec::new();
+    model
+        .forward_observed(
+            &ids,
+            &mut KvCache::new(config.layers),
+            &PrefillOptions::dense(),
+            Logits::Last,
+            &mut |_, _| {},
+            &mut |_, q, k| {
+                let estimate = scores(q, k, &geometry, scale);
+                let choices: Vec<_> = (0..heads)
+                    .map(|h| {
+                        select(
+                            estimate.vertical_of(h),
+                            estimate.slash_of(h),
+                            vertical,
+                            slash,
+                        )
+                    })
+                    .collect();
+                let index = build_index(q, k, &vs, &geometry, scale);
+                let mut layer = vec![Kept::default(); heads];
+                for_each_chunk(q, k, &geometry, scale, |chunk: &ChunkPrefix| {
+                    for (h, (columns, diagonals)) in choices.iter().enumerate() {
+                        layer[h].library += chunk.kept(&index, h);
+                        for i in 0..chunk.rows {
+                            let position = chunk.first_row + i;
+                            for (x, &height) in HEIGHTS.iter().enumerate() {
+                                for (a, b) in attended(position, height, columns, diagonals) {
+                                    layer[h].pairs[x] += (b - a) as f64;
+                                    layer[h].mass[x] += chunk.mass(h, i, a, b);
+                                }
+                            }
+                        }
+                    }
+                });
+                kept.extend(layer);
+                bar.inc(1);
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let causal = (n * (n + 1) / 2) as f64;
+    let mean = |f: &dyn Fn(&Kept) -> f64| kept.iter().map(f).sum::<f64>() / kept.len() as f64;
+    let min = |f: &dyn Fn(&Kept) -> f64| kept.iter().map(f).fold(f64::INFINITY, f64::min);
+    println!(
+        "{} heads; per head, mean (lowest):\n{:>22} {:>16} {:>16}",
+        kept.len(),
+        "rows attending together",
+        "pairs attended",
+        "recall"
+    );
+    for (x, height) in HEIGHTS.iter().enumerate() {
+        let pairs = |k: &Kept| 100.0 * k.pairs[x] / causal;
+        let recall = |k: &Kept| 100.0 * k.mass[x] / n as f64;
+        println!(
+            "{height:>22} {:>8.1} % ({:>4.1}) {:>8.2} % ({:>5.2})",
+            mean(&pairs),
+            min(&pairs),
+            mean(&recall),
+            min(&recall)
+        );
+    }
+    let library = |k: &Kept| 100.0 * k.library / n as f64;
+    println!(
+        "{:>22} {:>8} {:>8.2} % ({:>5.2})",
+        "library's 64-row tiles",
+        "",
+        mean(&library),
+        min(&library)
+    );
+    Ok(())
+}
+
+/// What Vertical-Slash would keep per span of 32 or 16 rows (see the module doc).
+#[derive(clap::Parser)]
+struct Args {
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 4096)]
+    tokens: usize,
+    /// Text to pre-fill (default: this repository's book and results).
+    #[arg(long)]
+    file: Option<String>,
+}
+
+fn main() {
+    let args = <Args as clap::Parser>::parse();
+    if let Err(e) = run(args.tokens, args.file.as_deref()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attended;
+
+    #[test]
+    fn a_row_attends_its_spans_windows_and_the_columns_before_it() {
+        // Row 140: diagonal 100 crosses keys 28..92 for rows 128..192 but 28..44 for rows
+        // 128..144; diagonal 0 crosses 128..192 / 128..144, cut at the row (129..141 → ..141).
+        // Column 5 is gathered, column 50 lies inside the 64-row window only.
+        let (columns, diagonals) = ([5, 50], [100]);
+        assert_eq!(
+            attended(140, 64, &columns, &diagonals),
+            vec![(28, 92), (128, 141), (5, 6)]
+        );
+        assert_eq!(
+            attended(140, 16, &columns, &diagonals),
+            vec![(28, 44), (128, 141), (5, 6), (50, 51)]
+        );
+    }
+}
