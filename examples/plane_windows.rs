@@ -17,6 +17,9 @@
 //! cargo run --release --example plane_windows -- --tokens 8192 --file my.txt
 //! ```
 
+mod common;
+
+use common::default_document;
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
 use minference::index::diagonal_ranges;
@@ -24,7 +27,6 @@ use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOpti
 use minference::reference::build_index;
 use minference::{Geometry, LayerPatterns, Pattern};
 use minference_search::recall::{for_each_chunk, ChunkPrefix};
-use std::path::Path;
 
 type B = minference::backend::Cpu;
 
@@ -65,23 +67,6 @@ struct Kept {
     pairs: [f64; HEIGHTS.len()],
     mass: [f64; HEIGHTS.len()],
     library: f64,
-}
-
-fn default_document() -> Result<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<_> = std::fs::read_dir(root.join("book/src"))
-        .map_err(|e| format!("book/src: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    files.sort();
-    files.push(root.join("benches/RESULTS.md"));
-    let mut text = String::new();
-    for f in files {
-        text += &std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        text.push('\n');
-    }
-    Ok(text)
 }
 
 fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {

@@ -18,36 +18,19 @@
 //! cargo run --release --example slash_structure -- --tokens 4096 --file my.txt
 //! ```
 
+mod common;
+
+use common::default_document;
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOptions};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
-use std::path::Path;
 
 type B = minference::backend::Cpu;
 
 /// MInference's default Vertical-Slash budget and the length it is usually quoted at.
 const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
-
-/// The book's chapters and the benchmark results, in order: ~35K tokens of real prose and
-/// tables.
-fn default_document() -> Result<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<_> = std::fs::read_dir(root.join("book/src"))
-        .map_err(|e| format!("book/src: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    files.sort();
-    files.push(root.join("benches/RESULTS.md"));
-    let mut text = String::new();
-    for f in files {
-        text += &std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        text.push('\n');
-    }
-    Ok(text)
-}
 
 /// Mean, min and max of `values`.
 fn summary(values: &[f64]) -> (f64, f64, f64) {
