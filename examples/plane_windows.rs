@@ -19,19 +19,14 @@
 
 mod common;
 
-use common::default_document;
+use common::{prompt_line, scaled_budget, smollm2_prompt};
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
 use minference::index::diagonal_ranges;
-use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOptions};
+use minference::llama::{KvCache, Logits, PrefillOptions};
 use minference::reference::build_index;
 use minference::{Geometry, LayerPatterns, Pattern};
 use minference_search::recall::{for_each_chunk, ChunkPrefix};
-
-type B = minference::backend::Cpu;
-
-/// MInference's default Vertical-Slash budget and the length it is usually quoted at.
-const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
 
 /// Query rows a span attends together: the library's blocks, then the register kernels' planes.
 const HEIGHTS: [usize; 3] = [64, 32, 16];
@@ -70,42 +65,18 @@ struct Kept {
 }
 
 fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
-    let device = Default::default();
-    let path = ensure_default_model().map_err(|e| e.to_string())?;
-    let loaded = load::<B>(&path, None, &device, &mut |_, _| {}).map_err(|e| e.to_string())?;
-    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let (loaded, ids) = smollm2_prompt(tokens, file)?;
+    let model = &loaded.model;
     let config = model.config();
-    let text = match file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
-        None => default_document()?,
-    };
-    let mut ids = tokenizer.encode(&text).map_err(|e| e.to_string())?;
-    if tokens == 0 || ids.len() < tokens {
-        return Err(format!(
-            "the document has {} tokens; pass --tokens between 1 and {}, or a longer --file",
-            ids.len(),
-            ids.len()
-        ));
-    }
-    ids.truncate(tokens);
     let n = tokens;
     let geometry = Geometry::new(n, n, None).map_err(|e| e.to_string())?;
-    let (vertical, slash) = clamp_budgets(
-        (BUDGET.0 * n).div_ceil(BUDGET.2),
-        (BUDGET.1 * n).div_ceil(BUDGET.2),
-        &geometry,
-    );
+    let (vertical, slash) = scaled_budget(n);
+    let (vertical, slash) = clamp_budgets(vertical, slash, &geometry);
     let heads = config.heads;
     let scale = 1.0 / (config.head_dim as f64).sqrt();
     let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
         .map_err(|e| e.to_string())?;
-    println!(
-        "SmolLM2-135M, {n} tokens of {}; Vertical-Slash ({vertical}, {slash}) = ({}, {}) at {} tokens, scaled",
-        file.unwrap_or("the book and benches/RESULTS.md"),
-        BUDGET.0,
-        BUDGET.1,
-        BUDGET.2
-    );
+    println!("{}", prompt_line(n, file, (vertical, slash)));
     let bar = ProgressBar::new(config.layers as u64).with_style(
         ProgressStyle::with_template("layers {bar:30} {pos}/{len} {elapsed}")
             .map_err(|e| e.to_string())?,
@@ -210,8 +181,8 @@ mod tests {
     #[test]
     fn a_row_attends_its_spans_windows_and_the_columns_before_it() {
         // Row 140: diagonal 100 crosses keys 28..92 for rows 128..192 but 28..44 for rows
-        // 128..144; diagonal 0 crosses 128..192 / 128..144, cut at the row (129..141 → ..141).
-        // Column 5 is gathered, column 50 lies inside the 64-row window only.
+        // 128..144; diagonal 0 crosses 128..192 or 128..144, both cut at the row: 128..141.
+        // Column 5 is gathered either way; column 50 lies inside the 64-row span's window only.
         let (columns, diagonals) = ([5, 50], [100]);
         assert_eq!(
             attended(140, 64, &columns, &diagonals),

@@ -20,17 +20,14 @@
 
 mod common;
 
-use common::default_document;
+use common::{prompt_line, scaled_budget, smollm2_prompt};
 use indicatif::{ProgressBar, ProgressStyle};
-use minference::llama::{ensure_default_model, load, KvCache, Logits, PrefillOptions};
+use minference::llama::{KvCache, Logits, PrefillOptions};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
 
 type B = minference::backend::Cpu;
-
-/// MInference's default Vertical-Slash budget and the length it is usually quoted at.
-const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
 
 /// Mean, min and max of `values`.
 fn summary(values: &[f64]) -> (f64, f64, f64) {
@@ -42,40 +39,17 @@ fn summary(values: &[f64]) -> (f64, f64, f64) {
 
 fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
     let device = Default::default();
-    let path = ensure_default_model().map_err(|e| e.to_string())?;
-    let loaded = load::<B>(&path, None, &device, &mut |_, _| {}).map_err(|e| e.to_string())?;
-    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let (loaded, ids) = smollm2_prompt(tokens, file)?;
+    let model = &loaded.model;
     let config = model.config();
-    let text = match file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
-        None => default_document()?,
-    };
-    let mut ids = tokenizer.encode(&text).map_err(|e| e.to_string())?;
-    if ids.len() < tokens {
-        return Err(format!(
-            "the document has {} tokens; pass --tokens {} or less, or a longer --file",
-            ids.len(),
-            ids.len()
-        ));
-    }
-    ids.truncate(tokens);
     let n = tokens;
-    let (vertical, slash) = (
-        (BUDGET.0 * n).div_ceil(BUDGET.2),
-        (BUDGET.1 * n).div_ceil(BUDGET.2),
-    );
+    let (vertical, slash) = scaled_budget(n);
     let heads = config.heads;
     let scale = 1.0 / (config.head_dim as f64).sqrt();
     let geometry = Geometry::new(n, n, None).map_err(|e| e.to_string())?;
     let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
         .map_err(|e| e.to_string())?;
-    println!(
-        "SmolLM2-135M, {n} tokens of {}; Vertical-Slash ({vertical}, {slash}) = ({}, {}) at {} tokens, scaled\n",
-        file.unwrap_or("the book and benches/RESULTS.md"),
-        BUDGET.0,
-        BUDGET.1,
-        BUDGET.2
-    );
+    println!("{}\n", prompt_line(n, file, (vertical, slash)));
     let bar = ProgressBar::new(config.layers as u64).with_style(
         ProgressStyle::with_template("pre-fill {bar:30} layer {pos}/{len} {elapsed}")
             .map_err(|e| e.to_string())?,

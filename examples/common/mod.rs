@@ -1,7 +1,45 @@
 //! Code the examples share (a module, not an example: Cargo builds only `examples/*.rs` and
 //! `examples/*/main.rs` as examples).
 
+use minference::llama::{ensure_default_model, load, Loaded};
 use std::path::Path;
+
+type B = minference::backend::Cpu;
+
+/// MInference's default Vertical-Slash budget (columns, diagonals) and the length it is usually
+/// quoted at.
+pub const BUDGET: (usize, usize, usize) = (1000, 6096, 131_072);
+
+/// [`BUDGET`] scaled to `n` tokens: the same fractions of the keys and the diagonals.
+pub fn scaled_budget(n: usize) -> (usize, usize) {
+    (
+        (BUDGET.0 * n).div_ceil(BUDGET.2),
+        (BUDGET.1 * n).div_ceil(BUDGET.2),
+    )
+}
+
+/// SmolLM2-135M on the CPU (fetched on first use, saying so) and the ids of the first `tokens`
+/// tokens of `file` (default: [`default_document`]); refused, with the length to ask for, when
+/// the document is shorter.
+pub fn smollm2_prompt(tokens: usize, file: Option<&str>) -> Result<(Loaded<B>, Vec<u32>), String> {
+    let device = Default::default();
+    let path = ensure_default_model().map_err(|e| e.to_string())?;
+    let loaded = load::<B>(&path, None, &device, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
+        None => default_document()?,
+    };
+    let mut ids = loaded.tokenizer.encode(&text).map_err(|e| e.to_string())?;
+    if tokens == 0 || ids.len() < tokens {
+        return Err(format!(
+            "the document has {} tokens; pass --tokens between 1 and {}, or a longer --file",
+            ids.len(),
+            ids.len()
+        ));
+    }
+    ids.truncate(tokens);
+    Ok((loaded, ids))
+}
 
 /// The book's chapters and the benchmark results, in order: ~35K tokens of real prose and
 /// tables.
@@ -20,4 +58,17 @@ pub fn default_document() -> Result<String, String> {
         text.push('\n');
     }
     Ok(text)
+}
+
+/// The line that says what a run pre-fills: the model, the tokens, the document and the scaled
+/// Vertical-Slash budget.
+pub fn prompt_line(n: usize, file: Option<&str>, (vertical, slash): (usize, usize)) -> String {
+    format!(
+        "SmolLM2-135M, {n} tokens of {}; Vertical-Slash ({vertical}, {slash}) = ({}, {}) at {} \
+         tokens, scaled",
+        file.unwrap_or("the book and benches/RESULTS.md"),
+        BUDGET.0,
+        BUDGET.1,
+        BUDGET.2
+    )
 }
