@@ -15,6 +15,7 @@
 //! ```text
 //! cargo run --release --example plane_windows                  # 4096 tokens, CPU, ~6 min
 //! cargo run --release --example plane_windows -- --tokens 8192 --file my.txt
+//! cargo run --release --example plane_windows -- --budget 0.5   # half the budget
 //! ```
 
 mod common;
@@ -64,19 +65,28 @@ struct Kept {
     library: f64,
 }
 
-fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
+fn run(tokens: usize, file: Option<&str>, budget: f64) -> Result<(), String> {
+    if !(budget > 0.0 && budget <= 1.0) {
+        return Err(format!("--budget {budget}: a fraction in (0, 1]"));
+    }
     let (loaded, ids) = smollm2_prompt(tokens, file)?;
     let model = &loaded.model;
     let config = model.config();
     let n = tokens;
     let geometry = Geometry::new(n, n, None).map_err(|e| e.to_string())?;
     let (vertical, slash) = scaled_budget(n);
-    let (vertical, slash) = clamp_budgets(vertical, slash, &geometry);
+    let shrink = |x: usize| ((x as f64 * budget).ceil() as usize).max(1);
+    let (vertical, slash) = clamp_budgets(shrink(vertical), shrink(slash), &geometry);
     let heads = config.heads;
     let scale = 1.0 / (config.head_dim as f64).sqrt();
     let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
         .map_err(|e| e.to_string())?;
-    println!("{}", prompt_line(n, file, (vertical, slash)));
+    let fraction = if budget < 1.0 {
+        format!(" and × {budget}")
+    } else {
+        String::new()
+    };
+    println!("{}{fraction}", prompt_line(n, file, (vertical, slash)));
     let bar = ProgressBar::new(config.layers as u64).with_style(
         ProgressStyle::with_template("layers {bar:30} {pos}/{len} {elapsed}")
             .map_err(|e| e.to_string())?,
@@ -164,11 +174,15 @@ struct Args {
     /// Text to pre-fill (default: this repository's book and results).
     #[arg(long)]
     file: Option<String>,
+    /// Fraction of the scaled budget to use (both columns and diagonals), to compare the
+    /// heights at equal pairs.
+    #[arg(long, default_value_t = 1.0)]
+    budget: f64,
 }
 
 fn main() {
     let args = <Args as clap::Parser>::parse();
-    if let Err(e) = run(args.tokens, args.file.as_deref()) {
+    if let Err(e) = run(args.tokens, args.file.as_deref(), args.budget) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
