@@ -20,11 +20,9 @@
 
 mod common;
 
-use common::{prompt_line, scaled_budget, smollm2_prompt};
-use indicatif::{ProgressBar, ProgressStyle};
+use common::{for_each_layer, prompt_line, scaled_budget, smollm2_prompt};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
 use minference::index::diagonal_ranges;
-use minference::llama::{KvCache, Logits, PrefillOptions};
 use minference::reference::build_index;
 use minference::{Geometry, LayerPatterns, Pattern};
 use minference_search::recall::{for_each_chunk, ChunkPrefix};
@@ -87,52 +85,37 @@ fn run(tokens: usize, file: Option<&str>, budget: f64) -> Result<(), String> {
         String::new()
     };
     println!("{}{fraction}", prompt_line(n, file, (vertical, slash)));
-    let bar = ProgressBar::new(config.layers as u64).with_style(
-        ProgressStyle::with_template("layers {bar:30} {pos}/{len} {elapsed}")
-            .map_err(|e| e.to_string())?,
-    );
     let mut kept: Vec<Kept> = Vec::new();
-    model
-        .forward_observed(
-            &ids,
-            &mut KvCache::new(config.layers),
-            &PrefillOptions::dense(),
-            Logits::Last,
-            &mut |_, _| {},
-            &mut |_, q, k| {
-                let estimate = scores(q, k, &geometry, scale);
-                let choices: Vec<_> = (0..heads)
-                    .map(|h| {
-                        select(
-                            estimate.vertical_of(h),
-                            estimate.slash_of(h),
-                            vertical,
-                            slash,
-                        )
-                    })
-                    .collect();
-                let index = build_index(q, k, &vs, &geometry, scale);
-                let mut layer = vec![Kept::default(); heads];
-                for_each_chunk(q, k, &geometry, scale, |chunk: &ChunkPrefix| {
-                    for (h, (columns, diagonals)) in choices.iter().enumerate() {
-                        layer[h].library += chunk.kept(&index, h);
-                        for i in 0..chunk.rows {
-                            let position = chunk.first_row + i;
-                            for (x, &height) in HEIGHTS.iter().enumerate() {
-                                for (a, b) in attended(position, height, columns, diagonals) {
-                                    layer[h].pairs[x] += (b - a) as f64;
-                                    layer[h].mass[x] += chunk.mass(h, i, a, b);
-                                }
-                            }
+    for_each_layer(&loaded, &ids, |q, k| {
+        let estimate = scores(q, k, &geometry, scale);
+        let choices: Vec<_> = (0..heads)
+            .map(|h| {
+                select(
+                    estimate.vertical_of(h),
+                    estimate.slash_of(h),
+                    vertical,
+                    slash,
+                )
+            })
+            .collect();
+        let index = build_index(q, k, &vs, &geometry, scale);
+        let mut layer = vec![Kept::default(); heads];
+        for_each_chunk(q, k, &geometry, scale, |chunk: &ChunkPrefix| {
+            for (h, (columns, diagonals)) in choices.iter().enumerate() {
+                layer[h].library += chunk.kept(&index, h);
+                for i in 0..chunk.rows {
+                    let position = chunk.first_row + i;
+                    for (x, &height) in HEIGHTS.iter().enumerate() {
+                        for (a, b) in attended(position, height, columns, diagonals) {
+                            layer[h].pairs[x] += (b - a) as f64;
+                            layer[h].mass[x] += chunk.mass(h, i, a, b);
                         }
                     }
-                });
-                kept.extend(layer);
-                bar.inc(1);
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
+                }
+            }
+        });
+        kept.extend(layer);
+    })?;
     let causal = (n * (n + 1) / 2) as f64;
     let mean = |f: &dyn Fn(&Kept) -> f64| kept.iter().map(f).sum::<f64>() / kept.len() as f64;
     let min = |f: &dyn Fn(&Kept) -> f64| kept.iter().map(f).fold(f64::INFINITY, f64::min);

@@ -20,9 +20,7 @@
 
 mod common;
 
-use common::{prompt_line, scaled_budget, smollm2_prompt};
-use indicatif::{ProgressBar, ProgressStyle};
-use minference::llama::{KvCache, Logits, PrefillOptions};
+use common::{for_each_layer, prompt_line, scaled_budget, smollm2_prompt};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
@@ -50,25 +48,11 @@ fn run(tokens: usize, file: Option<&str>) -> Result<(), String> {
     let vs = LayerPatterns::uniform(Pattern::VerticalSlash { vertical, slash }, heads)
         .map_err(|e| e.to_string())?;
     println!("{}\n", prompt_line(n, file, (vertical, slash)));
-    let bar = ProgressBar::new(config.layers as u64).with_style(
-        ProgressStyle::with_template("pre-fill {bar:30} layer {pos}/{len} {elapsed}")
-            .map_err(|e| e.to_string())?,
-    );
     let mut layers: Vec<Vec<f64>> = Vec::new();
-    model
-        .forward_observed(
-            &ids,
-            &mut KvCache::new(config.layers),
-            &PrefillOptions::dense(),
-            Logits::Last,
-            &mut |done, _| bar.set_position(done as u64),
-            &mut |_, q, k| {
-                let index = build_index(q, k, &vs, &geometry, scale);
-                layers.push((0..heads).map(|h| index.head_density(0, h)).collect());
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
+    for_each_layer(&loaded, &ids, |q, k| {
+        let index = build_index(q, k, &vs, &geometry, scale);
+        layers.push((0..heads).map(|h| index.head_density(0, h)).collect());
+    })?;
     println!("{:>5} {:>8} {:>8} {:>8}", "layer", "mean", "min", "max");
     for (l, densities) in layers.iter().enumerate() {
         let (mean, min, max) = summary(densities);

@@ -1,7 +1,9 @@
 //! Code the examples share (a module, not an example: Cargo builds only `examples/*.rs` and
 //! `examples/*/main.rs` as examples).
 
-use minference::llama::{ensure_default_model, load, Loaded};
+use burn::tensor::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use minference::llama::{ensure_default_model, load, KvCache, Loaded, Logits, PrefillOptions};
 use std::path::Path;
 
 type B = minference::backend::Cpu;
@@ -71,4 +73,31 @@ pub fn prompt_line(n: usize, file: Option<&str>, (vertical, slash): (usize, usiz
         BUDGET.1,
         BUDGET.2
     )
+}
+
+/// Pre-fills `ids` densely, with a progress bar over the layers, and hands `observe` each
+/// layer's rotated Q `[1, heads, n, d]` and K `[1, kv_heads, n, d]` in order.
+pub fn for_each_layer(
+    loaded: &Loaded<B>,
+    ids: &[u32],
+    mut observe: impl FnMut(&Tensor<B, 4>, &Tensor<B, 4>),
+) -> Result<(), String> {
+    let layers = loaded.model.config().layers;
+    let bar = ProgressBar::new(layers as u64).with_style(
+        ProgressStyle::with_template("pre-fill {bar:30} layer {pos}/{len} {elapsed}")
+            .map_err(|e| e.to_string())?,
+    );
+    loaded
+        .model
+        .forward_observed(
+            ids,
+            &mut KvCache::new(layers),
+            &PrefillOptions::dense(),
+            Logits::Last,
+            &mut |done, _| bar.set_position(done as u64),
+            &mut |_, q, k| observe(q, k),
+        )
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    Ok(())
 }
