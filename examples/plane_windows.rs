@@ -22,7 +22,7 @@ mod common;
 
 use common::{for_each_layer, prompt_line, scaled_budget, smollm2_prompt};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
-use minference::index::diagonal_ranges;
+use minference::index::{columns_outside, diagonal_ranges};
 use minference::reference::build_index;
 use minference::{Geometry, LayerPatterns, Pattern};
 use minference_search::recall::{for_each_chunk, ChunkPrefix};
@@ -32,7 +32,8 @@ const HEIGHTS: [usize; 3] = [64, 32, 16];
 
 /// The keys row `position` attends when its span of `height` rows attends Vertical-Slash's
 /// `columns` and `diagonals` together: the diagonals' ranges over the span ([`diagonal_ranges`])
-/// and the columns before the span outside them, cut at the row's own position.
+/// and the columns before the span outside them ([`columns_outside`]), cut at the row's own
+/// position.
 fn attended(
     position: usize,
     height: usize,
@@ -41,11 +42,7 @@ fn attended(
 ) -> Vec<(usize, usize)> {
     let start = position / height * height;
     let mut keys = diagonal_ranges(start..start + height, diagonals);
-    let inside = |c: usize| keys.iter().any(|&(a, b)| a <= c && c < b);
-    let gathered: Vec<(usize, usize)> = columns
-        .iter()
-        .map(|&c| c as usize)
-        .filter(|&c| c < start && !inside(c))
+    let gathered: Vec<(usize, usize)> = columns_outside(&keys, columns, start)
         .map(|c| (c, c + 1))
         .collect();
     keys.extend(gathered);

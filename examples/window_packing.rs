@@ -20,7 +20,9 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use minference::estimate::vertical_slash::{clamp_budgets, scores, select};
-use minference::index::{cover, diagonal_ranges, vertical_slash_block, vertical_slash_windows};
+use minference::index::{
+    columns_outside, cover, diagonal_ranges, vertical_slash_block, vertical_slash_windows,
+};
 use minference::reference::build_index;
 use minference::synthetic::{generate, InputKind, SyntheticSpec};
 use minference::{Geometry, LayerPatterns, Pattern};
@@ -63,20 +65,13 @@ fn block_keys(geometry: &Geometry, m: usize, columns: &[u32], diagonals: &[u32])
 const HEIGHTS: [usize; 3] = [64, 32, 16];
 
 /// Keys the query rows `rows` need for `diagonals` (ascending) and `columns`: the diagonals'
-/// ranges ([`diagonal_ranges`]) and the columns before `rows.start` outside them. Counted on one
+/// ranges ([`diagonal_ranges`]) and the columns before `rows.start` outside them
+/// ([`columns_outside`]). Counted on one
 /// rule for every height, so that the heights compare (the 64-row count differs from the
 /// library's tiles by their rounding).
 fn window_union(rows: std::ops::Range<usize>, columns: &[u32], diagonals: &[u32]) -> usize {
     let ranges = diagonal_ranges(rows.clone(), diagonals);
-    let outside = |c: usize| {
-        let after = ranges.partition_point(|&(start, _)| start <= c);
-        after == 0 || c >= ranges[after - 1].1
-    };
-    let gathered = columns
-        .iter()
-        .map(|&c| c as usize)
-        .filter(|&c| c < rows.start && outside(c))
-        .count();
+    let gathered = columns_outside(&ranges, columns, rows.start).count();
     ranges.iter().map(|(start, end)| end - start).sum::<usize>() + gathered
 }
 

@@ -116,6 +116,23 @@ pub fn diagonal_ranges(rows: std::ops::Range<usize>, diagonals: &[u32]) -> Vec<(
     merged(&windows)
 }
 
+/// The `columns` before key `before` that no range of `ranges` (sorted, disjoint, as
+/// [`diagonal_ranges`] gives them) holds: the single columns gathered beside the ranges' keys.
+pub fn columns_outside<'a>(
+    ranges: &'a [(usize, usize)],
+    columns: &'a [u32],
+    before: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    let outside = |c: usize| {
+        let after = ranges.partition_point(|&(start, _)| start <= c);
+        after == 0 || c >= ranges[after - 1].1
+    };
+    columns
+        .iter()
+        .map(|&c| c as usize)
+        .filter(move |&c| c < before && outside(c))
+}
+
 /// Merges windows sorted by start into disjoint ranges (touching ones join).
 fn merged(windows: &[(usize, usize)]) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
@@ -174,16 +191,7 @@ pub fn vertical_slash_block(
         }
     }
     debug_assert!(open.is_none(), "the union less its rest is whole tiles");
-    let outside = |c: usize| {
-        let after = ranges.partition_point(|&(start, _)| start <= c);
-        after == 0 || c >= ranges[after - 1].1
-    };
-    gathered.extend(
-        columns
-            .iter()
-            .map(|&c| c as usize)
-            .filter(|&c| c < positions.start && outside(c)),
-    );
+    gathered.extend(columns_outside(&ranges, columns, positions.start));
     gathered.sort_unstable();
     gathered.dedup();
     BlockSelection {

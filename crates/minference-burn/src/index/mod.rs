@@ -16,8 +16,8 @@ mod geometry;
 mod mask;
 
 pub use convert::{
-    a_shape_block, block_sparse_block, cover, dense_block, diagonal_ranges, vertical_slash_block,
-    vertical_slash_windows,
+    a_shape_block, block_sparse_block, columns_outside, cover, dense_block, diagonal_ranges,
+    vertical_slash_block, vertical_slash_windows,
 };
 pub use geometry::{Geometry, MAX_KEYS};
 pub use minference_kernels::index::jump;

@@ -73,7 +73,7 @@ pub fn band(
 ///
 /// Diagonal `o` crosses the keys `[e − 64, e)` of the block, `e = max(p_end − o, 64)`; walked
 /// from the largest `o` (then `o = 0`, always kept) the windows come in ascending order and
-/// merge into merged. A first walk sums the union; the second cuts it as one stream: its lowest
+/// merge into ranges. A first walk sums the union; the second cuts it as one stream: its lowest
 /// `union mod 64` keys are gathered, the rest become 64-key tiles, one taking the end of a range
 /// and the start of the next where it must ([`super::jump`]). Chosen columns before the block
 /// outside every range are gathered in the same walk, in order.
